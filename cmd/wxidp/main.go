@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRootCmd().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "wxidp:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "wxidp",
+		Short:         "OAuth2/OIDC identity provider for WeChat mini-programs",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		// Flags left unset take their environment variable.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return applyEnv(cmd.Flags()) },
+	}
+	root.AddCommand(newServeCmd(), newMigrateCmd(), newClientsCmd())
+	return root
+}
+
+const envAnnotation = "env"
+
+// bindEnv ties a flag to an environment variable and says so in --help.
+func bindEnv(fs *pflag.FlagSet, name, env string) {
+	f := fs.Lookup(name)
+	f.Usage += " (env " + env + ")"
+	_ = fs.SetAnnotation(name, envAnnotation, []string{env})
+}
+
+func applyEnv(fs *pflag.FlagSet) error {
+	var err error
+	fs.VisitAll(func(f *pflag.Flag) {
+		envs := f.Annotations[envAnnotation]
+		if err != nil || f.Changed || len(envs) == 0 {
+			return
+		}
+		v, ok := os.LookupEnv(envs[0])
+		if !ok || v == "" {
+			return
+		}
+		if serr := f.Value.Set(v); serr != nil {
+			// Say which variable is wrong, not its value: it may be a secret.
+			err = fmt.Errorf("invalid %s: %w", envs[0], serr)
+		}
+	})
+	return err
+}
+
+func splitSecrets(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/wxidp/wxidp/keys"
+	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/storage"
+	"github.com/wxidp/wxidp/storage/memory"
+	"github.com/wxidp/wxidp/storage/postgres"
+	"github.com/wxidp/wxidp/web"
+)
+
+type serveConfig struct {
+	Dev             bool
+	DatabaseURL     string
+	Issuer          string
+	PublicAddr      string
+	AdminAddr       string
+	Secrets         string
+	AdminToken      string
+	WeChatAPIBase   string
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	IDTokenTTL      time.Duration
+	KeyReload       time.Duration
+	// publicLn and adminLn, when set, replace listening on the addresses
+	// (tests listen on port 0 first, to know the issuer URL).
+	publicLn, adminLn net.Listener
+}
+
+func newServeCmd() *cobra.Command {
+	var cfg serveConfig
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the public and admin listeners",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), cfg, os.Stdout, slog.New(slog.NewJSONHandler(os.Stderr, nil)))
+		},
+	}
+	fs := cmd.Flags()
+	fs.BoolVar(&cfg.Dev, "dev", false, "development mode: in-memory store, ephemeral key, printed admin token and demo client")
+	addDatabaseFlag(cmd, &cfg.DatabaseURL)
+	fs.StringVar(&cfg.Issuer, "issuer", "http://127.0.0.1:4444", "issuer URL (iss, discovery)")
+	fs.StringVar(&cfg.PublicAddr, "public-addr", "127.0.0.1:4444", "public listener address")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:4445", "admin listener address")
+	fs.StringVar(&cfg.Secrets, "secrets", "", "comma-separated system secrets, each >= 32 bytes; the first encrypts, all decrypt")
+	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token guarding the admin listener")
+	fs.StringVar(&cfg.WeChatAPIBase, "wechat-api-base", "https://api.weixin.qq.com", "WeChat API base URL")
+	fs.DurationVar(&cfg.AccessTokenTTL, "access-token-ttl", 15*time.Minute, "access token lifetime")
+	fs.DurationVar(&cfg.RefreshTokenTTL, "refresh-token-ttl", 720*time.Hour, "refresh token lifetime")
+	fs.DurationVar(&cfg.IDTokenTTL, "id-token-ttl", time.Hour, "ID token lifetime")
+	fs.DurationVar(&cfg.KeyReload, "key-reload-interval", 10*time.Second, "how often signing keys are reloaded from storage")
+	for flag, env := range map[string]string{
+		"issuer": "WXIDP_ISSUER", "public-addr": "WXIDP_PUBLIC_ADDR", "admin-addr": "WXIDP_ADMIN_ADDR",
+		"secrets": "WXIDP_SECRETS", "admin-token": "WXIDP_ADMIN_TOKEN", "wechat-api-base": "WXIDP_WECHAT_API_BASE",
+		"access-token-ttl": "WXIDP_ACCESS_TOKEN_TTL", "refresh-token-ttl": "WXIDP_REFRESH_TOKEN_TTL",
+		"id-token-ttl": "WXIDP_ID_TOKEN_TTL", "key-reload-interval": "WXIDP_KEY_RELOAD_INTERVAL",
+	} {
+		bindEnv(fs, flag, env)
+	}
+	return cmd
+}
+
+func addDatabaseFlag(cmd *cobra.Command, dst *string) {
+	cmd.Flags().StringVar(dst, "database-url", "", "PostgreSQL DSN")
+	bindEnv(cmd.Flags(), "database-url", "WXIDP_DATABASE_URL")
+}
+
+// runServe wires pool -> store -> keys -> provider -> web and serves until
+// ctx ends. out receives the one-time dev credentials.
+func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Logger) error {
+	if cfg.Dev {
+		if err := devDefaults(&cfg); err != nil {
+			return err
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	secrets := splitSecrets(cfg.Secrets)
+	cipher, err := keys.NewCipher(secrets)
+	if err != nil {
+		return fmt.Errorf("WXIDP_SECRETS: %w", err)
+	}
+	hasher, err := provider.NewSecretHasher(secrets)
+	if err != nil {
+		return fmt.Errorf("WXIDP_SECRETS: %w", err)
+	}
+
+	var store storage.Store
+	if cfg.DatabaseURL == "" {
+		store = memory.New()
+	} else {
+		pool, err := postgres.Open(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return fmt.Errorf("connect to database: %w", err)
+		}
+		defer pool.Close()
+		store = postgres.New(pool)
+	}
+
+	km := keys.NewManager(store, cipher, log)
+	if err := km.Init(ctx); err != nil {
+		return fmt.Errorf("load signing keys (has `wxidp migrate up` run?): %w", err)
+	}
+	globalSecret, err := keys.DeriveKey(secrets[0], "wxidp/fosite-global-secret/v1")
+	if err != nil {
+		return err
+	}
+	prov, err := provider.New(provider.Config{
+		Issuer:          cfg.Issuer,
+		AccessTokenTTL:  cfg.AccessTokenTTL,
+		RefreshTokenTTL: cfg.RefreshTokenTTL,
+		IDTokenTTL:      cfg.IDTokenTTL,
+		GlobalSecret:    globalSecret,
+	}, store, km.Signer(), hasher)
+	if err != nil {
+		return err
+	}
+	clients := provider.NewClients(store, hasher, cipher)
+
+	if cfg.Dev {
+		if err := printDevCredentials(ctx, out, cfg, clients); err != nil {
+			return err
+		}
+	}
+
+	public, err := web.NewPublic(web.PublicConfig{
+		Issuer: cfg.Issuer, GrantTypes: provider.GrantTypes, Log: log, Tokens: prov, Keys: km, Store: store,
+	})
+	if err != nil {
+		return err
+	}
+	admin, err := web.NewAdmin(web.AdminConfig{Token: cfg.AdminToken, Log: log, Clients: clients, Keys: km})
+	if err != nil {
+		return err
+	}
+
+	publicLn, adminLn, err := cfg.listen()
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { km.Run(gctx, cfg.KeyReload); return nil })
+	g.Go(func() error { return web.Serve(gctx, publicLn, public) })
+	g.Go(func() error { return web.Serve(gctx, adminLn, admin) })
+	log.Info("wxidp serving", "public", publicLn.Addr().String(), "admin", adminLn.Addr().String(), "issuer", cfg.Issuer, "dev", cfg.Dev)
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+func (cfg *serveConfig) listen() (public, admin net.Listener, err error) {
+	if cfg.publicLn != nil && cfg.adminLn != nil {
+		return cfg.publicLn, cfg.adminLn, nil
+	}
+	if public, err = net.Listen("tcp", cfg.PublicAddr); err != nil {
+		return nil, nil, fmt.Errorf("public listener: %w", err)
+	}
+	if admin, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+		public.Close()
+		return nil, nil, fmt.Errorf("admin listener: %w", err)
+	}
+	return public, admin, nil
+}
+
+func (cfg *serveConfig) validate() error {
+	var missing []error
+	if cfg.DatabaseURL == "" && !cfg.Dev {
+		missing = append(missing, errors.New("WXIDP_DATABASE_URL (--database-url) is required without --dev"))
+	}
+	if cfg.Secrets == "" {
+		missing = append(missing, errors.New("WXIDP_SECRETS (--secrets) is required without --dev"))
+	}
+	if cfg.AdminToken == "" {
+		missing = append(missing, errors.New("WXIDP_ADMIN_TOKEN (--admin-token) is required without --dev"))
+	} else if len(cfg.AdminToken) < 16 {
+		missing = append(missing, errors.New("WXIDP_ADMIN_TOKEN must be at least 16 characters"))
+	}
+	if cfg.AccessTokenTTL <= 0 || cfg.RefreshTokenTTL <= 0 || cfg.IDTokenTTL <= 0 || cfg.KeyReload <= 0 {
+		missing = append(missing, errors.New("token lifetimes and the key reload interval must be positive"))
+	}
+	return errors.Join(missing...)
+}
+
+// devDefaults fills what dev mode generates: a fresh secret (so the key is
+// ephemeral) and an admin token, unless given.
+func devDefaults(cfg *serveConfig) error {
+	if cfg.Secrets == "" {
+		s, err := randomString(32)
+		if err != nil {
+			return err
+		}
+		cfg.Secrets = s
+	}
+	if cfg.AdminToken == "" {
+		s, err := randomString(24)
+		if err != nil {
+			return err
+		}
+		cfg.AdminToken = s
+	}
+	return nil
+}
+
+func printDevCredentials(ctx context.Context, out io.Writer, cfg serveConfig, clients *provider.Clients) error {
+	demo, secret, err := clients.Create(ctx, provider.ClientMetadata{
+		ClientID:   "demo",
+		ClientName: "Demo confidential client (dev mode)",
+		GrantTypes: []string{"client_credentials"},
+		Scope:      "read write",
+		Audience:   []string{"https://api.example.com"},
+	})
+	if errors.Is(err, storage.ErrAlreadyExists) {
+		return nil // a persistent dev database already has it
+	}
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, `wxidp dev mode: nothing here is persistent unless WXIDP_DATABASE_URL is set.
+  admin token:   %s
+  demo client:   %s
+  demo secret:   %s
+Try:
+  curl -s -u %s:%s -d grant_type=client_credentials -d scope=read %s/oauth2/token
+  curl -s -H 'Authorization: Bearer %s' http://%s/admin/clients
+`, cfg.AdminToken, demo.ID, secret, demo.ID, secret, cfg.Issuer, cfg.AdminToken, cfg.AdminAddr)
+	return err
+}
+
+func randomString(n int) (string, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}

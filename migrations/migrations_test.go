@@ -1,0 +1,115 @@
+package migrations_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/wxidp/wxidp/migrations"
+	"github.com/wxidp/wxidp/storage/postgres/postgrestest"
+)
+
+// Two processes running `migrate up` on one empty database at once must both
+// succeed and leave it at the latest version, each migration applied once.
+func TestConcurrentUp(t *testing.T) {
+	t.Parallel()
+	dsn := postgrestest.DSN(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+
+	const n = 2
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		// One *sql.DB each, as two processes would have.
+		db, err := migrations.OpenDB(dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = migrations.Up(ctx, db)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Up #%d: %v", i, err)
+		}
+	}
+
+	latest, err := migrations.Latest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var maxVersion, applied int64
+	err = conn.QueryRow(ctx, `SELECT max(version_id), count(*) FILTER (WHERE version_id > 0)
+		FROM goose_db_version WHERE is_applied`).Scan(&maxVersion, &applied)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if maxVersion != latest {
+		t.Errorf("schema version = %d, want %d", maxVersion, latest)
+	}
+	if applied != latest {
+		t.Errorf("%d migrations recorded as applied, want %d (each once)", applied, latest)
+	}
+	for _, table := range []string{"clients", "signing_keys", "oauth2_access_tokens", "oauth2_refresh_tokens",
+		"oauth2_authorization_codes", "oauth2_pkce_requests", "oauth2_oidc_sessions", "client_assertion_jtis"} {
+		var exists bool
+		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
+			t.Fatal(err)
+		}
+		if !exists {
+			t.Errorf("table %s missing after Up", table)
+		}
+	}
+}
+
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	dsn := postgrestest.DSN(t)
+	ctx := t.Context()
+	db, err := migrations.OpenDB(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	var before bytes.Buffer
+	if err := migrations.Status(ctx, db, &before); err != nil {
+		t.Fatalf("Status before Up: %v", err)
+	}
+	if !strings.Contains(before.String(), "pending") || strings.Contains(before.String(), "applied") {
+		t.Errorf("Status before Up:\n%s\nwant every migration pending", before.String())
+	}
+	if err := migrations.Up(ctx, db); err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	// A second Up has nothing to do and must not fail.
+	if err := migrations.Up(ctx, db); err != nil {
+		t.Fatalf("second Up: %v", err)
+	}
+	var after bytes.Buffer
+	if err := migrations.Status(ctx, db, &after); err != nil {
+		t.Fatalf("Status after Up: %v", err)
+	}
+	if strings.Contains(after.String(), "pending") || !strings.Contains(after.String(), "00001_init.sql") {
+		t.Errorf("Status after Up:\n%s\nwant every migration applied", after.String())
+	}
+}

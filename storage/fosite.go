@@ -1,0 +1,73 @@
+package storage
+
+import (
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	"github.com/ory/fosite/handler/pkce"
+	fstorage "github.com/ory/fosite/storage"
+)
+
+// FositeStore is every fosite storage interface the provider composes.
+//
+// Rules every backend follows (the conformance suite checks each):
+//   - Get* of an unknown signature or code returns fosite.ErrNotFound.
+//   - The request comes back whole: ID, RequestedAt (to the second), client
+//     (loaded through GetClient), requested and granted scopes and audience,
+//     form, and the session unmarshalled from JSON into the session value the
+//     caller passed (which may be nil: then the session is left out).
+//   - GetAuthorizeCodeSession of an invalidated code returns the request AND
+//     fosite.ErrInvalidatedAuthorizeCode.
+//   - GetRefreshTokenSession of a deactivated token returns the request AND
+//     fosite.ErrInactiveToken (fosite panics on a nil request there).
+//   - RotateRefreshToken deactivates exactly the presented refresh token by a
+//     conditional update (zero rows: fosite.ErrNotFound) and deletes the
+//     access token that was issued with it; other tokens of the request stay.
+//   - RevokeRefreshToken(requestID) deactivates every refresh token of the
+//     request; RevokeAccessToken(requestID) deletes every access token of it.
+//     Neither fails when nothing matches.
+//   - Delete* of an unknown signature returns nil.
+//   - Every method uses the transaction BeginTX put in the context, so
+//     Rollback undoes all of them; a serialization failure or deadlock is
+//     returned as fosite.ErrSerializationFailure.
+//   - ClientAssertionJWTValid returns fosite.ErrJTIKnown for a known,
+//     unexpired jti; SetClientAssertionJWT drops expired jtis and returns
+//     fosite.ErrJTIKnown for a known one.
+//   - GetClient of an unknown client returns fosite.ErrNotFound; the client
+//     it returns is an *OAuthClient.
+type FositeStore interface {
+	fosite.ClientManager
+	oauth2.CoreStorage
+	oauth2.TokenRevocationStorage
+	openid.OpenIDConnectRequestStorage
+	pkce.PKCERequestStorage
+	fstorage.Transactional
+}
+
+// OAuthClient adapts a Client record to fosite's client interfaces, keeping
+// the record so the provider can reach WeChat fields.
+type OAuthClient struct {
+	*fosite.DefaultOpenIDConnectClient
+	Record *Client
+}
+
+// NewOAuthClient builds fosite's view of c.
+func NewOAuthClient(c *Client) *OAuthClient {
+	return &OAuthClient{
+		DefaultOpenIDConnectClient: &fosite.DefaultOpenIDConnectClient{
+			DefaultClient: &fosite.DefaultClient{
+				ID:           c.ID,
+				Secret:       c.SecretHash,
+				RedirectURIs: c.RedirectURIs,
+				GrantTypes:   c.GrantTypes,
+				// Only the token endpoint is served: no response types.
+				ResponseTypes: []string{},
+				Scopes:        c.Scopes,
+				Audience:      c.Audience,
+				Public:        c.Public(),
+			},
+			TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
+		},
+		Record: c,
+	}
+}

@@ -1,0 +1,283 @@
+package memory
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/wxidp/wxidp/storage"
+)
+
+var _ storage.Store = (*Store)(nil)
+
+// errTxDone matches what a database driver reports for a finished
+// transaction, so code that reuses such a context fails in dev as in
+// production.
+var errTxDone = errors.New("memory: transaction already committed or rolled back")
+
+// kind names one of fosite's request stores; each has its own key space.
+type kind int
+
+const (
+	accessKind kind = iota
+	refreshKind
+	codeKind
+	pkceKind
+	oidcKind
+	numKinds
+)
+
+var kindNames = [numKinds]string{"access token", "refresh token", "authorize code", "PKCE request", "OpenID Connect session"}
+
+// row is a stored request. Rows are replaced, never edited in place, so the
+// undo log can keep the old value as it is.
+type row struct {
+	rec storage.RequestRecord
+	// active is false once a refresh token is rotated or revoked, or an
+	// authorize code used.
+	active bool
+	// accessSig is the access token issued with a refresh token, deleted when
+	// the refresh token is rotated.
+	accessSig string
+}
+
+// Store is an in-memory storage.Store. The zero value is not usable: call New.
+type Store struct {
+	mu      sync.Mutex
+	clients map[string]storage.Client
+	keys    map[string]storage.SigningKey
+	rows    [numKinds]map[string]row
+	jtis    map[string]time.Time
+}
+
+// New returns an empty store.
+func New() *Store {
+	s := &Store{
+		clients: map[string]storage.Client{},
+		keys:    map[string]storage.SigningKey{},
+		jtis:    map[string]time.Time{},
+	}
+	for k := range s.rows {
+		s.rows[k] = map[string]row{}
+	}
+	return s
+}
+
+// Ping always succeeds: there is nothing to reach.
+func (s *Store) Ping(context.Context) error { return nil }
+
+// lock takes the store mutex and returns the transaction ctx carries for this
+// store (nil outside one). On error the mutex is not held.
+func (s *Store) lock(ctx context.Context) (*tx, error) {
+	s.mu.Lock()
+	t, _ := ctx.Value(txKey{s}).(*tx)
+	if t != nil && t.done {
+		s.mu.Unlock()
+		return nil, errTxDone
+	}
+	return t, nil
+}
+
+// now is how the store stamps records: the precision PostgreSQL keeps, so
+// both backends hand back the same values.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+func copyClient(c *storage.Client) storage.Client {
+	out := *c
+	out.SecretHash = bytes.Clone(c.SecretHash)
+	out.GrantTypes = slices.Clone(c.GrantTypes)
+	out.Scopes = slices.Clone(c.Scopes)
+	out.Audience = slices.Clone(c.Audience)
+	out.RedirectURIs = slices.Clone(c.RedirectURIs)
+	out.WeChatAppSecret = bytes.Clone(c.WeChatAppSecret)
+	return out
+}
+
+// CreateClient stores a copy of c.
+func (s *Store) CreateClient(ctx context.Context, c *storage.Client) error {
+	t, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if _, ok := s.clients[c.ID]; ok {
+		return fmt.Errorf("memory: client %q: %w", c.ID, storage.ErrAlreadyExists)
+	}
+	stamp := now()
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = stamp
+	}
+	if c.UpdatedAt.IsZero() {
+		c.UpdatedAt = stamp
+	}
+	put(t, s.clients, c.ID, copyClient(c))
+	return nil
+}
+
+// LookupClient returns a copy the caller may change freely.
+func (s *Store) LookupClient(ctx context.Context, id string) (*storage.Client, error) {
+	if _, err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	c, ok := s.clients[id]
+	if !ok {
+		return nil, fmt.Errorf("memory: client %q: %w", id, storage.ErrNotFound)
+	}
+	out := copyClient(&c)
+	return &out, nil
+}
+
+// ListClients returns copies ordered by ID.
+func (s *Store) ListClients(ctx context.Context) ([]storage.Client, error) {
+	if _, err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	out := make([]storage.Client, 0, len(s.clients))
+	for _, c := range s.clients {
+		out = append(out, copyClient(&c))
+	}
+	slices.SortFunc(out, func(a, b storage.Client) int { return cmp.Compare(a.ID, b.ID) })
+	return out, nil
+}
+
+// UpdateClient replaces the client but keeps its ID and CreatedAt.
+func (s *Store) UpdateClient(ctx context.Context, c *storage.Client) error {
+	t, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	old, ok := s.clients[c.ID]
+	if !ok {
+		return fmt.Errorf("memory: client %q: %w", c.ID, storage.ErrNotFound)
+	}
+	c.CreatedAt = old.CreatedAt
+	c.UpdatedAt = now()
+	put(t, s.clients, c.ID, copyClient(c))
+	return nil
+}
+
+// DeleteClient removes the client and every request issued to it, as the
+// foreign keys of the PostgreSQL schema do: a client registered later under
+// the same ID must not inherit its grants.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	t, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if _, ok := s.clients[id]; !ok {
+		return fmt.Errorf("memory: client %q: %w", id, storage.ErrNotFound)
+	}
+	drop(t, s.clients, id)
+	for _, m := range s.rows {
+		for key, r := range m {
+			if r.rec.ClientID == id {
+				drop(t, m, key)
+			}
+		}
+	}
+	return nil
+}
+
+// GetClient returns fosite's view of a copy of the client.
+func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, err := s.LookupClient(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, fosite.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return storage.NewOAuthClient(c), nil
+}
+
+// CreateSigningKey stores a copy of k, keeping at most one key active.
+func (s *Store) CreateSigningKey(ctx context.Context, k *storage.SigningKey) error {
+	t, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if _, ok := s.keys[k.KID]; ok {
+		return fmt.Errorf("memory: signing key %q: %w", k.KID, storage.ErrAlreadyExists)
+	}
+	if k.State == storage.KeyActive {
+		for _, other := range s.keys {
+			if other.State == storage.KeyActive {
+				return fmt.Errorf("memory: signing key %q: key %q is already active: %w", k.KID, other.KID, storage.ErrAlreadyExists)
+			}
+		}
+	}
+	if k.CreatedAt.IsZero() {
+		k.CreatedAt = now()
+	}
+	stored := *k
+	stored.PrivateKey = bytes.Clone(k.PrivateKey)
+	put(t, s.keys, k.KID, stored)
+	return nil
+}
+
+// ListSigningKeys returns copies, newest first; ties go by kid so the order
+// is stable.
+func (s *Store) ListSigningKeys(ctx context.Context) ([]storage.SigningKey, error) {
+	if _, err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	out := make([]storage.SigningKey, 0, len(s.keys))
+	for _, k := range s.keys {
+		k.PrivateKey = bytes.Clone(k.PrivateKey)
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b storage.SigningKey) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.KID, b.KID)
+	})
+	return out, nil
+}
+
+// ClientAssertionJWTValid reports fosite.ErrJTIKnown for a known jti that has
+// not expired.
+func (s *Store) ClientAssertionJWTValid(ctx context.Context, jti string) error {
+	if _, err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	if exp, ok := s.jtis[jti]; ok && exp.After(time.Now()) {
+		return fosite.ErrJTIKnown
+	}
+	return nil
+}
+
+// SetClientAssertionJWT records jti until exp, first forgetting expired ones
+// so the map does not grow without bound.
+func (s *Store) SetClientAssertionJWT(ctx context.Context, jti string, exp time.Time) error {
+	t, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	cutoff := time.Now()
+	for j, e := range s.jtis {
+		if !e.After(cutoff) {
+			drop(t, s.jtis, j)
+		}
+	}
+	if _, ok := s.jtis[jti]; ok {
+		return fosite.ErrJTIKnown
+	}
+	put(t, s.jtis, jti, exp)
+	return nil
+}

@@ -1,0 +1,147 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/ory/fosite"
+
+	"github.com/wxidp/wxidp/storage"
+)
+
+// clientColumns is the column list every client query selects, in scanClient
+// order; token queries join it under the alias c.
+const clientColumns = `c.id, c.secret_hash, c.name, c.grant_types, c.scopes, c.audience, c.redirect_uris,
+	c.token_endpoint_auth_method, c.wechat_appid, c.wechat_app_secret, c.created_at, c.updated_at`
+
+// clientDest returns scan destinations for clientColumns into c.
+func clientDest(c *storage.Client) []any {
+	return []any{&c.ID, &c.SecretHash, &c.Name, &c.GrantTypes, &c.Scopes, &c.Audience, &c.RedirectURIs,
+		&c.TokenEndpointAuthMethod, &c.WeChatAppID, &c.WeChatAppSecret, &c.CreatedAt, &c.UpdatedAt}
+}
+
+// normalizeClient fixes up a scanned client: timestamps in UTC like every
+// other time the store hands out.
+func normalizeClient(c *storage.Client) {
+	c.CreatedAt = c.CreatedAt.UTC()
+	c.UpdatedAt = c.UpdatedAt.UTC()
+}
+
+// now is the store's clock for the timestamps it sets, cut to what
+// timestamptz keeps so the caller's copy equals what is read back.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// CreateClient stores c, setting zero timestamps to now.
+func (s *Store) CreateClient(ctx context.Context, c *storage.Client) error {
+	t := now()
+	if c.CreatedAt.IsZero() {
+		c.CreatedAt = t
+	}
+	if c.UpdatedAt.IsZero() {
+		c.UpdatedAt = t
+	}
+	_, err := s.db(ctx).Exec(ctx, `INSERT INTO clients (id, secret_hash, name, grant_types, scopes, audience,
+		redirect_uris, token_endpoint_auth_method, wechat_appid, wechat_app_secret, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		c.ID, nullBytes(c.SecretHash), c.Name, strs(c.GrantTypes), strs(c.Scopes), strs(c.Audience),
+		strs(c.RedirectURIs), c.TokenEndpointAuthMethod, c.WeChatAppID, nullBytes(c.WeChatAppSecret),
+		c.CreatedAt, c.UpdatedAt)
+	return recordErr("create client", err)
+}
+
+// LookupClient returns the client or storage.ErrNotFound.
+func (s *Store) LookupClient(ctx context.Context, id string) (*storage.Client, error) {
+	c, err := s.loadClient(ctx, id)
+	if err != nil {
+		return nil, recordErr("lookup client", err)
+	}
+	return c, nil
+}
+
+func (s *Store) loadClient(ctx context.Context, id string) (*storage.Client, error) {
+	var c storage.Client
+	err := s.db(ctx).QueryRow(ctx, `SELECT `+clientColumns+` FROM clients c WHERE c.id = $1`, id).Scan(clientDest(&c)...)
+	if err != nil {
+		return nil, err
+	}
+	normalizeClient(&c)
+	return &c, nil
+}
+
+// ListClients returns every client ordered by ID.
+func (s *Store) ListClients(ctx context.Context) ([]storage.Client, error) {
+	rows, err := s.db(ctx).Query(ctx, `SELECT `+clientColumns+` FROM clients c ORDER BY c.id`)
+	if err != nil {
+		return nil, recordErr("list clients", err)
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (storage.Client, error) {
+		var c storage.Client
+		err := row.Scan(clientDest(&c)...)
+		normalizeClient(&c)
+		return c, err
+	})
+	if err != nil {
+		return nil, recordErr("list clients", err)
+	}
+	return list, nil
+}
+
+// UpdateClient replaces every field but ID and CreatedAt, and stamps
+// UpdatedAt; c gets both timestamps as stored.
+func (s *Store) UpdateClient(ctx context.Context, c *storage.Client) error {
+	updated := now()
+	var created time.Time
+	err := s.db(ctx).QueryRow(ctx, `UPDATE clients SET secret_hash = $2, name = $3, grant_types = $4, scopes = $5,
+		audience = $6, redirect_uris = $7, token_endpoint_auth_method = $8, wechat_appid = $9,
+		wechat_app_secret = $10, updated_at = $11
+		WHERE id = $1 RETURNING created_at`,
+		c.ID, nullBytes(c.SecretHash), c.Name, strs(c.GrantTypes), strs(c.Scopes), strs(c.Audience),
+		strs(c.RedirectURIs), c.TokenEndpointAuthMethod, c.WeChatAppID, nullBytes(c.WeChatAppSecret),
+		updated).Scan(&created)
+	if err != nil {
+		return recordErr("update client", err)
+	}
+	c.CreatedAt, c.UpdatedAt = created.UTC(), updated
+	return nil
+}
+
+// DeleteClient removes the client and, by cascade, every token issued to it.
+func (s *Store) DeleteClient(ctx context.Context, id string) error {
+	tag, err := s.db(ctx).Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
+	if err != nil {
+		return recordErr("delete client", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return storage.ErrNotFound
+	}
+	return nil
+}
+
+// GetClient is fosite's view of LookupClient: an *storage.OAuthClient, or
+// fosite.ErrNotFound.
+func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
+	c, err := s.loadClient(ctx, id)
+	if err != nil {
+		return nil, fositeErr("get client", err)
+	}
+	return storage.NewOAuthClient(c), nil
+}
+
+// strs keeps a nil slice from being sent as NULL into a NOT NULL array
+// column.
+func strs(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// nullBytes stores an empty byte slice as NULL, so "none registered" reads
+// back as nil whichever way the caller spelled it.
+func nullBytes(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}

@@ -1,0 +1,95 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/ory/fosite"
+
+	"github.com/wxidp/wxidp/storage"
+)
+
+// PKCE requests and OpenID Connect sessions live exactly as long as the
+// authorization code they belong to, so their rows carry the code's expiry.
+
+// CreateAuthorizeCodeSession stores the request behind an authorization code
+// signature, active until InvalidateAuthorizeCodeSession.
+func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, signature string, r fosite.Requester) error {
+	return s.create(ctx, authorizeCodes, signature, r, fosite.AuthorizeCode)
+}
+
+// GetAuthorizeCodeSession returns the request behind a code. For an
+// invalidated code it returns the request and
+// fosite.ErrInvalidatedAuthorizeCode, so fosite can revoke the tokens issued
+// from it.
+func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	req, active, err := s.get(ctx, authorizeCodes, signature, session)
+	if err != nil {
+		return nil, err
+	}
+	if !active {
+		return req, fosite.ErrInvalidatedAuthorizeCode
+	}
+	return req, nil
+}
+
+// InvalidateAuthorizeCodeSession marks a code used; fosite.ErrNotFound if
+// unknown.
+func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
+	tag, err := s.db(ctx).Exec(ctx,
+		`UPDATE oauth2_authorization_codes SET active = false WHERE signature = $1`, signature)
+	if err != nil {
+		return fositeErr("invalidate authorize code", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fosite.ErrNotFound
+	}
+	return nil
+}
+
+// CreatePKCERequestSession stores the PKCE request of a code signature.
+func (s *Store) CreatePKCERequestSession(ctx context.Context, signature string, r fosite.Requester) error {
+	return s.create(ctx, pkceRequests, signature, r, fosite.AuthorizeCode)
+}
+
+// GetPKCERequestSession returns the PKCE request of a code signature, or
+// fosite.ErrNotFound.
+func (s *Store) GetPKCERequestSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	req, _, err := s.get(ctx, pkceRequests, signature, session)
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// DeletePKCERequestSession deletes the PKCE request of a code signature.
+func (s *Store) DeletePKCERequestSession(ctx context.Context, signature string) error {
+	return s.remove(ctx, pkceRequests, signature)
+}
+
+// fosite hands the OpenID Connect methods the raw authorization code; rows
+// are keyed by storage.HashKey of it so the table never holds a usable code.
+
+// CreateOpenIDConnectSession stores the request of the OpenID Connect
+// session started with authorizeCode.
+func (s *Store) CreateOpenIDConnectSession(ctx context.Context, authorizeCode string, r fosite.Requester) error {
+	return s.create(ctx, oidcSessions, storage.HashKey(authorizeCode), r, fosite.AuthorizeCode)
+}
+
+// GetOpenIDConnectSession returns the request of the session started with
+// authorizeCode, decoding its session into r's, or fosite.ErrNotFound.
+func (s *Store) GetOpenIDConnectSession(ctx context.Context, authorizeCode string, r fosite.Requester) (fosite.Requester, error) {
+	var session fosite.Session
+	if r != nil {
+		session = r.GetSession()
+	}
+	req, _, err := s.get(ctx, oidcSessions, storage.HashKey(authorizeCode), session)
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// DeleteOpenIDConnectSession deletes the session started with authorizeCode.
+func (s *Store) DeleteOpenIDConnectSession(ctx context.Context, authorizeCode string) error {
+	return s.remove(ctx, oidcSessions, storage.HashKey(authorizeCode))
+}

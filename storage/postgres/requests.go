@@ -1,0 +1,117 @@
+package postgres
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/wxidp/wxidp/storage"
+)
+
+// sessionTable is one table of storage.RequestRecord rows with its
+// statements, prepared once from constant names: no statement is built from
+// input.
+type sessionTable struct {
+	what   string // names the kind of row in error messages
+	insert string
+	get    string
+	delete string
+}
+
+const recordColumns = `signature, request_id, requested_at, client_id, requested_scopes, granted_scopes,
+	requested_audience, granted_audience, form, session, subject, expires_at`
+
+// newSessionTable builds the statements for table. extraColumns are inserted
+// after the record columns (bound from $13 on). Tables without an active
+// column read as always active.
+func newSessionTable(what, table string, hasActive bool, extraColumns ...string) sessionTable {
+	cols, vals := recordColumns, "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12"
+	for i, c := range extraColumns {
+		cols += ", " + c
+		vals += ", $" + strconv.Itoa(13+i)
+	}
+	active := "true"
+	if hasActive {
+		active = "t.active"
+	}
+	return sessionTable{
+		what:   what,
+		insert: `INSERT INTO ` + table + ` (` + cols + `) VALUES (` + vals + `)`,
+		// The client comes in the same round trip: every read of a token
+		// needs it, and a second query per introspection or refresh would
+		// double the database work of the hottest paths.
+		get: `SELECT t.signature, t.request_id, t.requested_at, t.client_id, t.requested_scopes, t.granted_scopes,
+			t.requested_audience, t.granted_audience, t.form, t.session, t.subject, t.expires_at, ` + active + `,
+			` + clientColumns + `
+			FROM ` + table + ` t JOIN clients c ON c.id = t.client_id WHERE t.signature = $1`,
+		delete: `DELETE FROM ` + table + ` WHERE signature = $1`,
+	}
+}
+
+var (
+	accessTokens   = newSessionTable("access token", "oauth2_access_tokens", false)
+	refreshTokens  = newSessionTable("refresh token", "oauth2_refresh_tokens", true, "access_token_signature")
+	authorizeCodes = newSessionTable("authorize code", "oauth2_authorization_codes", true)
+	pkceRequests   = newSessionTable("pkce request", "oauth2_pkce_requests", false)
+	oidcSessions   = newSessionTable("openid connect session", "oauth2_oidc_sessions", false)
+)
+
+// create flattens r under key and inserts it; expiry picks which of the
+// session's expiries the row carries (the janitor deletes by it).
+func (s *Store) create(ctx context.Context, t sessionTable, key string, r fosite.Requester, expiry fosite.TokenType, extra ...any) error {
+	rec, err := storage.NewRequestRecord(key, r, expiry)
+	if err != nil {
+		return err
+	}
+	// strs although NewRequestRecord promises non-nil slices: its nonNil
+	// turns an empty non-nil slice (fosite.NewRequest's audiences) into nil.
+	args := append([]any{rec.Signature, rec.RequestID, rec.RequestedAt, rec.ClientID,
+		strs(rec.RequestedScopes), strs(rec.GrantedScopes), strs(rec.RequestedAudience), strs(rec.GrantedAudience),
+		rec.Form, rec.Session, rec.Subject, nullTime(rec.ExpiresAt)}, extra...)
+	_, err = s.db(ctx).Exec(ctx, t.insert, args...)
+	return fositeErr("create "+t.what, err)
+}
+
+// get loads the row under key and rebuilds its request, decoding the session
+// into session. active is false for a deactivated row; the request is
+// returned either way, since fosite needs it to revoke a reused token's
+// chain.
+func (s *Store) get(ctx context.Context, t sessionTable, key string, session fosite.Session) (_ *fosite.Request, active bool, _ error) {
+	var (
+		rec     storage.RequestRecord
+		expires *time.Time
+		client  storage.Client
+	)
+	dest := append([]any{&rec.Signature, &rec.RequestID, &rec.RequestedAt, &rec.ClientID,
+		&rec.RequestedScopes, &rec.GrantedScopes, &rec.RequestedAudience, &rec.GrantedAudience,
+		&rec.Form, &rec.Session, &rec.Subject, &expires, &active}, clientDest(&client)...)
+	if err := s.db(ctx).QueryRow(ctx, t.get, key).Scan(dest...); err != nil {
+		return nil, false, fositeErr("get "+t.what, err)
+	}
+	// Decoding happens here, after QueryRow has given the connection back.
+	rec.RequestedAt = rec.RequestedAt.UTC()
+	rec.ExpiresAt = zeroTime(expires)
+	normalizeClient(&client)
+	req, err := rec.Requester(ctx, joinedClient{ClientManager: s, client: storage.NewOAuthClient(&client)}, session)
+	if err != nil {
+		return nil, false, err
+	}
+	return req, active, nil
+}
+
+// joinedClient hands RequestRecord.Requester the client the row was joined
+// with, instead of letting it query for it again.
+type joinedClient struct {
+	fosite.ClientManager
+	client fosite.Client
+}
+
+func (j joinedClient) GetClient(context.Context, string) (fosite.Client, error) { return j.client, nil }
+
+// remove deletes the row under key; an unknown key is not an error.
+func (s *Store) remove(ctx context.Context, t sessionTable, key string) error {
+	_, err := s.db(ctx).Exec(ctx, t.delete, key)
+	return fositeErr("delete "+t.what, err)
+}

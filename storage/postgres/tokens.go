@@ -1,0 +1,107 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/ory/fosite"
+)
+
+// CreateAccessTokenSession stores the request behind an access token.
+func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, r fosite.Requester) error {
+	return s.create(ctx, accessTokens, signature, r, fosite.AccessToken)
+}
+
+// GetAccessTokenSession returns the request behind an access token, or
+// fosite.ErrNotFound.
+func (s *Store) GetAccessTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	req, _, err := s.get(ctx, accessTokens, signature, session)
+	if err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// DeleteAccessTokenSession deletes an access token.
+func (s *Store) DeleteAccessTokenSession(ctx context.Context, signature string) error {
+	return s.remove(ctx, accessTokens, signature)
+}
+
+// CreateRefreshTokenSession stores the request behind a refresh token, with
+// the signature of the access token issued alongside so rotation can delete
+// it.
+func (s *Store) CreateRefreshTokenSession(ctx context.Context, signature, accessSignature string, r fosite.Requester) error {
+	return s.create(ctx, refreshTokens, signature, r, fosite.RefreshToken, accessSignature)
+}
+
+// GetRefreshTokenSession returns the request behind a refresh token. For a
+// deactivated token it returns the request and fosite.ErrInactiveToken:
+// fosite treats that as reuse and revokes the request's tokens, and it
+// dereferences the request to do so.
+func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	req, active, err := s.get(ctx, refreshTokens, signature, session)
+	if err != nil {
+		return nil, err
+	}
+	if !active {
+		return req, fosite.ErrInactiveToken
+	}
+	return req, nil
+}
+
+// DeleteRefreshTokenSession deletes a refresh token.
+func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string) error {
+	return s.remove(ctx, refreshTokens, signature)
+}
+
+// rotateRefreshToken deactivates the presented refresh token only if it is
+// still active, and deletes the access token issued with it, in one
+// statement: a concurrent rotation of the same token blocks on the row lock,
+// then finds it inactive and matches nothing. Reading the flag and writing it
+// in separate statements would let both refreshes win (each issuing tokens)
+// and the next reuse check revoke the winner's chain. Being one statement, it
+// is atomic with or without the caller's transaction, and costs one round
+// trip.
+//
+// The data-modifying CTE's DELETE sees the UPDATE's RETURNING rows, not its
+// effect on the table, which is all it needs.
+const rotateRefreshToken = `WITH rotated AS (
+		UPDATE oauth2_refresh_tokens SET active = false
+		WHERE signature = $1 AND active
+		RETURNING access_token_signature
+	), deleted AS (
+		DELETE FROM oauth2_access_tokens a USING rotated r
+		WHERE a.signature = r.access_token_signature
+	)
+	SELECT count(*) FROM rotated`
+
+// RotateRefreshToken deactivates exactly the presented refresh token and
+// deletes the access token issued with it; other tokens of the request stay
+// valid. An unknown or already inactive token is fosite.ErrNotFound, which
+// fosite answers with "retry", so the loser of two concurrent refreshes of
+// one token neither issues tokens nor revokes the winner's.
+//
+// requestID is not needed: the signature names one row.
+func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
+	var n int
+	if err := s.db(ctx).QueryRow(ctx, rotateRefreshToken, signature).Scan(&n); err != nil {
+		return fositeErr("rotate refresh token", err)
+	}
+	if n == 0 {
+		return fosite.ErrNotFound
+	}
+	return nil
+}
+
+// RevokeRefreshToken deactivates every refresh token of the request. Rows are
+// kept (inactive) so a later use of one is still recognised as reuse.
+func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
+	_, err := s.db(ctx).Exec(ctx,
+		`UPDATE oauth2_refresh_tokens SET active = false WHERE request_id = $1 AND active`, requestID)
+	return fositeErr("revoke refresh tokens", err)
+}
+
+// RevokeAccessToken deletes every access token of the request.
+func (s *Store) RevokeAccessToken(ctx context.Context, requestID string) error {
+	_, err := s.db(ctx).Exec(ctx, `DELETE FROM oauth2_access_tokens WHERE request_id = $1`, requestID)
+	return fositeErr("revoke access tokens", err)
+}

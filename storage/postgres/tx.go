@@ -1,0 +1,101 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/wxidp/wxidp/storage"
+)
+
+// txKey is unexported so only this package can put a transaction in a
+// context or take one out.
+type txKey struct{}
+
+// querier is what pgx.Tx and *pgxpool.Pool have in common: methods call it
+// without caring which they got.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// txState is what BeginTX puts in the context.
+type txState struct {
+	tx pgx.Tx
+	// commitFailed lets the Rollback fosite sends after a failed Commit
+	// succeed (see Rollback).
+	commitFailed bool
+}
+
+func txFrom(ctx context.Context) (*txState, bool) {
+	st, ok := ctx.Value(txKey{}).(*txState)
+	return st, ok
+}
+
+// db is where a method runs its queries: the context's transaction, so
+// Rollback undoes the method, or the pool.
+func (s *Store) db(ctx context.Context) querier {
+	if st, ok := txFrom(ctx); ok {
+		return st.tx
+	}
+	return s.pool
+}
+
+// BeginTX starts a transaction and returns a context carrying it; every
+// method called with that context runs inside it until Commit or Rollback.
+// The transaction holds a pooled connection until then, so callers must not
+// sign, hash or call out to WeChat between BeginTX and Commit.
+func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
+	if _, ok := txFrom(ctx); ok {
+		return ctx, storage.ErrTxActive
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return ctx, recordErr("begin", err)
+	}
+	return context.WithValue(ctx, txKey{}, &txState{tx: tx}), nil
+}
+
+// Commit commits the context's transaction. A serialization failure or
+// deadlock detected at commit is fosite.ErrSerializationFailure.
+func (s *Store) Commit(ctx context.Context) error {
+	st, ok := txFrom(ctx)
+	if !ok {
+		return storage.ErrNoTx
+	}
+	if err := st.tx.Commit(ctx); err != nil {
+		// A Commit of an already ended transaction is the caller's mistake,
+		// not a failed commit.
+		st.commitFailed = st.commitFailed || !errors.Is(err, pgx.ErrTxClosed)
+		return recordErr("commit", err)
+	}
+	return nil
+}
+
+// rollbackTimeout bounds a rollback run after the request context is gone.
+const rollbackTimeout = 5 * time.Second
+
+// Rollback rolls back the context's transaction. After a failed Commit the
+// transaction is already gone and Rollback returns nil: fosite rolls back
+// after a failed Commit, and an error there would turn its "retry the
+// request" answer to a serialization failure into a server error. After a
+// successful Commit or a Rollback, Rollback is an error.
+func (s *Store) Rollback(ctx context.Context) error {
+	st, ok := txFrom(ctx)
+	if !ok {
+		return storage.ErrNoTx
+	}
+	// Rolling back on a cancelled request context would fail and close the
+	// connection instead of returning it to the pool.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	err := st.tx.Rollback(rctx)
+	if errors.Is(err, pgx.ErrTxClosed) && st.commitFailed {
+		return nil
+	}
+	return recordErr("rollback", err)
+}

@@ -1,0 +1,15 @@
+// Package storagetest is the conformance suite every storage backend runs.
+//
+// A backend's test calls Run with a constructor that hands each subtest a
+// fresh, empty store:
+//
+//	func TestConformance(t *testing.T) {
+//		storagetest.Run(t, func(t *testing.T) storage.Store { return memory.New() })
+//	}
+//
+// The suite turns the rules in storage.FositeStore's doc comment, and the
+// storage expectations fosite only states in comments, into test cases, so
+// the in-memory and PostgreSQL backends cannot drift apart. Every subtest
+// runs in parallel, which is why newStore must isolate stores from each
+// other (a schema or database per call for PostgreSQL).
+package storagetest

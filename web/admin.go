@@ -1,0 +1,285 @@
+package web
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/storage"
+)
+
+// ClientRegistry is what the admin API needs for clients.
+type ClientRegistry interface {
+	Create(ctx context.Context, md provider.ClientMetadata) (*storage.Client, string, error)
+	Update(ctx context.Context, id string, md provider.ClientMetadata) (*storage.Client, error)
+	Get(ctx context.Context, id string) (*storage.Client, error)
+	List(ctx context.Context) ([]storage.Client, error)
+	Delete(ctx context.Context, id string) error
+}
+
+// KeyLister lists signing keys.
+type KeyLister interface {
+	Keys() []storage.SigningKey
+}
+
+// AdminConfig configures the admin server.
+type AdminConfig struct {
+	Token   string
+	Log     *slog.Logger
+	Clients ClientRegistry
+	Keys    KeyLister
+}
+
+type admin struct {
+	AdminConfig
+	tokenSum [32]byte
+}
+
+// NewAdmin builds the admin listener's handler.
+func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
+	if len(cfg.Token) < 16 {
+		return nil, errors.New("web: admin token must be at least 16 characters")
+	}
+	a := &admin{AdminConfig: cfg, tokenSum: sha256.Sum256([]byte(cfg.Token))}
+	e := newEcho(cfg.Log, false)
+	g := e.Group("/admin", a.authenticate)
+	g.POST("/clients", a.createClient)
+	g.GET("/clients", a.listClients)
+	g.GET("/clients/:id", a.getClient)
+	g.PUT("/clients/:id", a.updateClient)
+	g.DELETE("/clients/:id", a.deleteClient)
+	g.GET("/keys", a.listKeys)
+	return e, nil
+}
+
+// authenticate compares hashes in constant time, so neither the token nor
+// its length leaks through timing.
+func (a *admin) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header.Get(echo.HeaderAuthorization)
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		sum := sha256.Sum256([]byte(tok))
+		if !ok || subtle.ConstantTimeCompare(sum[:], a.tokenSum[:]) != 1 {
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="wxidp-admin"`)
+			return newAPIError(http.StatusUnauthorized, "invalid_token", "A valid admin bearer token is required.")
+		}
+		return next(c)
+	}
+}
+
+// clientRequest is the RFC 7591 registration body.
+type clientRequest struct {
+	ClientID                string   `json:"client_id"`
+	ClientSecret            string   `json:"client_secret"`
+	ClientName              string   `json:"client_name"`
+	GrantTypes              []string `json:"grant_types"`
+	Scope                   string   `json:"scope"`
+	Audience                []string `json:"audience"`
+	RedirectURIs            []string `json:"redirect_uris"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	WeChatAppID             string   `json:"wechat_appid"`
+	WeChatAppSecret         string   `json:"wechat_app_secret"`
+}
+
+// clientResponse never carries the hash or the WeChat app secret.
+type clientResponse struct {
+	ClientID                string   `json:"client_id"`
+	ClientSecret            string   `json:"client_secret,omitempty"`
+	ClientIDIssuedAt        int64    `json:"client_id_issued_at"`
+	ClientSecretExpiresAt   *int64   `json:"client_secret_expires_at,omitempty"`
+	ClientName              string   `json:"client_name"`
+	GrantTypes              []string `json:"grant_types"`
+	Scope                   string   `json:"scope"`
+	Audience                []string `json:"audience"`
+	RedirectURIs            []string `json:"redirect_uris"`
+	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
+	WeChatAppID             string   `json:"wechat_appid,omitempty"`
+	WeChatAppSecretSet      bool     `json:"wechat_app_secret_set"`
+	UpdatedAt               string   `json:"updated_at"`
+}
+
+func toResponse(c *storage.Client, secret string) clientResponse {
+	r := clientResponse{
+		ClientID:                c.ID,
+		ClientSecret:            secret,
+		ClientIDIssuedAt:        c.CreatedAt.Unix(),
+		ClientName:              c.Name,
+		GrantTypes:              orEmpty(c.GrantTypes),
+		Scope:                   strings.Join(c.Scopes, " "),
+		Audience:                orEmpty(c.Audience),
+		RedirectURIs:            orEmpty(c.RedirectURIs),
+		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
+		WeChatAppID:             c.WeChatAppID,
+		WeChatAppSecretSet:      len(c.WeChatAppSecret) > 0,
+		UpdatedAt:               c.UpdatedAt.UTC().Format(time.RFC3339),
+	}
+	if secret != "" {
+		never := int64(0) // RFC 7591: 0 means the secret does not expire
+		r.ClientSecretExpiresAt = &never
+	}
+	return r
+}
+
+func (r clientRequest) metadata() provider.ClientMetadata {
+	return provider.ClientMetadata(r)
+}
+
+func (a *admin) createClient(c echo.Context) error {
+	var req clientRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	cl, secret, err := a.Clients.Create(c.Request().Context(), req.metadata())
+	if err != nil {
+		return clientError(err)
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	c.Response().Header().Set(echo.HeaderLocation, "/admin/clients/"+cl.ID)
+	return c.JSON(http.StatusCreated, toResponse(cl, secret))
+}
+
+func (a *admin) listClients(c echo.Context) error {
+	list, err := a.Clients.List(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	out := make([]clientResponse, len(list))
+	for i := range list {
+		out[i] = toResponse(&list[i], "")
+	}
+	return c.JSON(http.StatusOK, map[string]any{"clients": out})
+}
+
+func (a *admin) getClient(c echo.Context) error {
+	cl, err := a.Clients.Get(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return clientError(err)
+	}
+	return c.JSON(http.StatusOK, toResponse(cl, ""))
+}
+
+func (a *admin) updateClient(c echo.Context) error {
+	var req clientRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	cl, err := a.Clients.Update(c.Request().Context(), c.Param("id"), req.metadata())
+	if err != nil {
+		return clientError(err)
+	}
+	return c.JSON(http.StatusOK, toResponse(cl, req.ClientSecret))
+}
+
+func (a *admin) deleteClient(c echo.Context) error {
+	if err := a.Clients.Delete(c.Request().Context(), c.Param("id")); err != nil {
+		return clientError(err)
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+type keyResponse struct {
+	KID         string `json:"kid"`
+	Algorithm   string `json:"alg"`
+	State       string `json:"state"`
+	CreatedAt   string `json:"created_at"`
+	ActivatedAt string `json:"activated_at,omitempty"`
+	RetiredAt   string `json:"retired_at,omitempty"`
+}
+
+func (a *admin) listKeys(c echo.Context) error {
+	keys := a.Keys.Keys()
+	out := make([]keyResponse, len(keys))
+	for i, k := range keys {
+		out[i] = keyResponse{KID: k.KID, Algorithm: k.Algorithm, State: string(k.State),
+			CreatedAt: ts(k.CreatedAt), ActivatedAt: ts(k.ActivatedAt), RetiredAt: ts(k.RetiredAt)}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"keys": out})
+}
+
+func ts(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func clientError(err error) error {
+	switch {
+	case errors.Is(err, provider.ErrInvalidMetadata):
+		return newAPIError(http.StatusBadRequest, "invalid_client_metadata", err.Error())
+	case errors.Is(err, storage.ErrNotFound):
+		return newAPIError(http.StatusNotFound, "not_found", "No such client.")
+	case errors.Is(err, storage.ErrAlreadyExists):
+		return newAPIError(http.StatusConflict, "already_exists", "A client with this client_id already exists.")
+	default:
+		return err
+	}
+}
+
+// decodeJSON reads one JSON object, rejecting unknown fields and naming the
+// field at fault, so an operator sees what to fix.
+func decodeJSON(c echo.Context, v any) error {
+	if ct := c.Request().Header.Get(echo.HeaderContentType); !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
+		return newAPIError(http.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/json.")
+	}
+	dec := json.NewDecoder(c.Request().Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return newAPIError(http.StatusBadRequest, "invalid_request", "Body must hold exactly one JSON object.")
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	var tooLarge *echo.HTTPError
+	switch {
+	case errors.As(err, &tooLarge):
+		return err
+	case errors.As(err, &typeErr):
+		return newAPIError(http.StatusBadRequest, "invalid_request",
+			fmt.Sprintf("Field %q must be %s.", typeErr.Field, jsonKind(typeErr.Type.Kind().String())))
+	case errors.As(err, &syntaxErr):
+		return newAPIError(http.StatusBadRequest, "invalid_request", fmt.Sprintf("Malformed JSON at byte %d.", syntaxErr.Offset))
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return newAPIError(http.StatusBadRequest, "invalid_request", "Body is empty or truncated JSON.")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return newAPIError(http.StatusBadRequest, "invalid_request",
+			"Unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field ")+".")
+	default:
+		return newAPIError(http.StatusBadRequest, "invalid_request", "Malformed JSON body.")
+	}
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "slice":
+		return "an array of strings"
+	case "string":
+		return "a string"
+	default:
+		return "of type " + k
+	}
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,126 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/labstack/echo/v4"
+	"github.com/ory/fosite"
+)
+
+// TokenEndpoint is what the public server needs from the provider.
+type TokenEndpoint interface {
+	Token(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error)
+	WriteAccessError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error)
+	WriteAccessResponse(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, resp fosite.AccessResponder)
+}
+
+// KeySet serves the published signing keys.
+type KeySet interface {
+	JWKS() (body []byte, etag string)
+}
+
+// Pinger reports whether storage is reachable.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// PublicConfig configures the public server.
+type PublicConfig struct {
+	Issuer     string
+	GrantTypes []string
+	Log        *slog.Logger
+	Tokens     TokenEndpoint
+	Keys       KeySet
+	Store      Pinger
+}
+
+// Cache lifetimes of the public documents. The JWKS lifetime bounds how long
+// a verifier may miss a newly published key; key rotation publishes keys at
+// least this long before they sign (docs/keys.md).
+const (
+	JWKSMaxAge      = 600
+	DiscoveryMaxAge = 3600
+)
+
+type public struct {
+	PublicConfig
+	discovery []byte
+}
+
+// NewPublic builds the public listener's handler.
+func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
+	p := &public{PublicConfig: cfg}
+	var err error
+	if p.discovery, err = json.Marshal(p.discoveryDoc()); err != nil {
+		return nil, err
+	}
+	e := newEcho(cfg.Log, isHTTPS(cfg.Issuer))
+	e.POST("/oauth2/token", p.token)
+	e.GET("/.well-known/jwks.json", p.jwks)
+	e.GET("/.well-known/openid-configuration", p.openidConfiguration)
+	e.GET("/healthz", p.healthz)
+	e.GET("/readyz", p.readyz)
+	return e, nil
+}
+
+func (p *public) token(c echo.Context) error {
+	ctx := c.Request().Context()
+	ar, resp, err := p.Tokens.Token(ctx, c.Request())
+	if err != nil {
+		rfc := fosite.ErrorToRFC6749Error(err)
+		if rfc.CodeField == http.StatusUnauthorized {
+			// RFC 6749 §5.2: a failed client authentication names the scheme.
+			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Basic realm="wxidp", charset="UTF-8"`)
+		}
+		if rfc.CodeField >= http.StatusInternalServerError {
+			p.Log.Error("token endpoint", "request_id", requestID(c), "err", rfc.Error(), "cause", rfc.Cause())
+		}
+		p.Tokens.WriteAccessError(ctx, c.Response(), ar, err)
+		return nil
+	}
+	p.Tokens.WriteAccessResponse(ctx, c.Response(), ar, resp)
+	return nil
+}
+
+func (p *public) jwks(c echo.Context) error {
+	body, etag := p.Keys.JWKS()
+	h := c.Response().Header()
+	h.Set(echo.HeaderCacheControl, "public, max-age="+strconv.Itoa(JWKSMaxAge))
+	h.Set("ETag", etag)
+	if c.Request().Header.Get("If-None-Match") == etag {
+		return c.NoContent(http.StatusNotModified)
+	}
+	return c.Blob(http.StatusOK, "application/jwk-set+json", body)
+}
+
+func (p *public) openidConfiguration(c echo.Context) error {
+	c.Response().Header().Set(echo.HeaderCacheControl, "public, max-age="+strconv.Itoa(DiscoveryMaxAge))
+	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, p.discovery)
+}
+
+// discoveryDoc lists only what is implemented.
+func (p *public) discoveryDoc() map[string]any {
+	return map[string]any{
+		"issuer":                                p.Issuer,
+		"token_endpoint":                        p.Issuer + "/oauth2/token",
+		"jwks_uri":                              p.Issuer + "/.well-known/jwks.json",
+		"grant_types_supported":                 p.GrantTypes,
+		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+	}
+}
+
+func (p *public) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (p *public) readyz(c echo.Context) error {
+	if err := p.Store.Ping(c.Request().Context()); err != nil {
+		p.Log.Warn("readiness: storage unreachable", "err", err)
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
