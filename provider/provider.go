@@ -89,6 +89,11 @@ func New(cfg Config, store storage.FositeStore, signer jwt.Signer, hasher fosite
 func (p *Provider) Token(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error) {
 	sess := NewSession()
 	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
+	if ar == nil && errors.Is(err, fosite.ErrInvalidRequest) {
+		// fosite answers a grant no handler claims with a bare
+		// invalid_request (and no request); RFC 6749 §5.2 names it.
+		return nil, nil, fosite.ErrUnsupportedGrantType.WithHint("The grant_type is not supported by this server.")
+	}
 	if err != nil {
 		return ar, nil, err
 	}

@@ -15,13 +15,15 @@ import (
 //   - The request comes back whole: ID, RequestedAt (to the second), client
 //     (loaded through GetClient), requested and granted scopes and audience,
 //     form, and the session unmarshalled from JSON into the session value the
-//     caller passed (which may be nil: then the session is left out).
+//     caller passed (which may be nil: then the session is left out);
+//     GetOpenIDConnectSession decodes into requester.GetSession().
 //   - GetAuthorizeCodeSession of an invalidated code returns the request AND
 //     fosite.ErrInvalidatedAuthorizeCode.
 //   - GetRefreshTokenSession of a deactivated token returns the request AND
 //     fosite.ErrInactiveToken (fosite panics on a nil request there).
-//   - RotateRefreshToken deactivates exactly the presented refresh token by a
-//     conditional update (zero rows: fosite.ErrNotFound) and deletes the
+//   - RotateRefreshToken deactivates exactly the presented refresh token of
+//     that request ID by a conditional update (zero rows, including a
+//     request ID that does not match: fosite.ErrNotFound) and deletes the
 //     access token that was issued with it; other tokens of the request stay.
 //   - RevokeRefreshToken(requestID) deactivates every refresh token of the
 //     request; RevokeAccessToken(requestID) deletes every access token of it.

@@ -79,7 +79,9 @@ type ClientStore interface {
 	// UpdateClient replaces every field but ID and CreatedAt; ErrNotFound if
 	// absent. UpdatedAt is set by the store.
 	UpdateClient(ctx context.Context, c *Client) error
-	// DeleteClient removes the client; ErrNotFound if absent.
+	// DeleteClient removes the client and every token and code issued to it
+	// (so a later client with the same ID never inherits them); ErrNotFound
+	// if absent.
 	DeleteClient(ctx context.Context, id string) error
 }
 
@@ -88,6 +90,7 @@ type KeyStore interface {
 	// CreateSigningKey stores k. ErrAlreadyExists if the kid is taken, or if k
 	// is active while another key is active: the store guarantees at most one
 	// active key, which is how concurrent first starts create exactly one.
+	// CreatedAt is set by the store when zero.
 	CreateSigningKey(ctx context.Context, k *SigningKey) error
 	// ListSigningKeys returns every key, newest CreatedAt first.
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error)

@@ -82,21 +82,35 @@ func startServer(t *testing.T, cfg serveConfig) *server {
 		})
 	}
 	t.Cleanup(s.stop)
-	for i := 0; ; i++ {
-		resp, err := http.Get(s.issuer + "/healthz")
+	up := make(chan error, 1)
+	go func() {
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Get(s.issuer + "/healthz")
 		if err == nil {
 			resp.Body.Close()
-			return s
 		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve exited: %v", err)
-		case <-time.After(20 * time.Millisecond):
+		up <- err
+	}()
+	select {
+	case err := <-up:
+		if err != nil {
+			t.Fatalf("server did not come up: %v", err)
 		}
-		if i > 500 {
-			t.Fatal("server did not come up")
-		}
+	case err := <-done:
+		t.Fatalf("serve exited before serving: %v", err)
 	}
+	return s
+}
+
+// waitUp polls /healthz; runServe starts listening only after the keys are
+// loaded, but the listeners exist from the start, so connections queue.
+func waitUp(t *testing.T, issuer string) {
+	t.Helper()
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Get(issuer + "/healthz")
+	if err != nil {
+		t.Fatalf("server did not come up: %v", err)
+	}
+	resp.Body.Close()
 }
 
 // registerClient creates a client through the admin API and returns its
