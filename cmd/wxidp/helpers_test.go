@@ -96,6 +96,7 @@ func startServer(t *testing.T, cfg serveConfig) *server {
 			t.Fatalf("server did not come up: %v", err)
 		}
 	case err := <-done:
+		done <- nil // stop, run at cleanup, waits on done too
 		t.Fatalf("serve exited before serving: %v", err)
 	}
 	return s
