@@ -6,6 +6,7 @@ import (
 	"embed"
 	"fmt"
 	"io"
+	"io/fs"
 	"text/tabwriter"
 	"time"
 
@@ -25,6 +26,10 @@ const (
 	lockPollSeconds = 1
 	lockPolls       = 600
 )
+
+// FS returns the embedded migration files, read-only. The test helpers key
+// their template database by its content.
+func FS() fs.FS { return files }
 
 // OpenDB opens a database/sql handle over pgx for dsn; goose speaks only
 // database/sql. The caller closes it.

@@ -14,7 +14,7 @@ import (
 // leaks are strings no error response may contain.
 var leaks = []string{"goroutine", "panic", "pgx", "SQLSTATE", "sql:", ".go:", "hmac-sha256$"}
 
-func checkNoLeak(t *testing.T, what string, body string) {
+func checkNoLeak(t testing.TB, what string, body string) {
 	t.Helper()
 	for _, l := range leaks {
 		if strings.Contains(body, l) {

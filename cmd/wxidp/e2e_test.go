@@ -177,7 +177,7 @@ func TestRestartKeepsSigningKey(t *testing.T) {
 	}
 }
 
-func fetchJWKS(t *testing.T, issuer string) jose.JSONWebKeySet {
+func fetchJWKS(t testing.TB, issuer string) jose.JSONWebKeySet {
 	t.Helper()
 	resp, err := http.Get(issuer + "/.well-known/jwks.json")
 	if err != nil {
@@ -206,7 +206,7 @@ func fetchJWKS(t *testing.T, issuer string) jose.JSONWebKeySet {
 	return set
 }
 
-func unverifiedClaims(t *testing.T, token string) map[string]any {
+func unverifiedClaims(t testing.TB, token string) map[string]any {
 	t.Helper()
 	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {

@@ -30,7 +30,7 @@ type server struct {
 }
 
 // migratedDB returns the DSN of a fresh database with the schema applied.
-func migratedDB(t *testing.T) string {
+func migratedDB(t testing.TB) string {
 	t.Helper()
 	dsn := postgrestest.DSN(t)
 	if err := runMigrate(context.Background(), dsn, "up", io.Discard); err != nil {
@@ -54,7 +54,7 @@ func testConfig(dsn string) serveConfig {
 
 // startServer runs runServe on loopback ports chosen by the kernel and
 // returns once both listeners answer.
-func startServer(t *testing.T, cfg serveConfig) *server {
+func startServer(t testing.TB, cfg serveConfig) *server {
 	t.Helper()
 	pub, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -104,7 +104,7 @@ func startServer(t *testing.T, cfg serveConfig) *server {
 
 // waitUp polls /healthz; runServe starts listening only after the keys are
 // loaded, but the listeners exist from the start, so connections queue.
-func waitUp(t *testing.T, issuer string) {
+func waitUp(t testing.TB, issuer string) {
 	t.Helper()
 	client := &http.Client{Timeout: 30 * time.Second}
 	resp, err := client.Get(issuer + "/healthz")
@@ -116,7 +116,7 @@ func waitUp(t *testing.T, issuer string) {
 
 // registerClient creates a client through the admin API and returns its
 // secret.
-func (s *server) registerClient(t *testing.T, body map[string]any) string {
+func (s *server) registerClient(t testing.TB, body map[string]any) string {
 	t.Helper()
 	status, resp := s.adminJSON(t, http.MethodPost, "/admin/clients", testAdminToken, body)
 	if status != http.StatusCreated {
@@ -125,7 +125,7 @@ func (s *server) registerClient(t *testing.T, body map[string]any) string {
 	return resp["client_secret"].(string)
 }
 
-func (s *server) adminJSON(t *testing.T, method, path, token string, body any) (int, map[string]any) {
+func (s *server) adminJSON(t testing.TB, method, path, token string, body any) (int, map[string]any) {
 	t.Helper()
 	var raw []byte
 	if body != nil {
@@ -144,7 +144,7 @@ func (s *server) adminJSON(t *testing.T, method, path, token string, body any) (
 	return status, m
 }
 
-func (s *server) adminRaw(t *testing.T, method, path, token, contentType string, body []byte) (int, []byte) {
+func (s *server) adminRaw(t testing.TB, method, path, token, contentType string, body []byte) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, s.admin+path, bytes.NewReader(body))
 	if err != nil {
@@ -161,7 +161,7 @@ func (s *server) adminRaw(t *testing.T, method, path, token, contentType string,
 
 // postToken posts a form to the token endpoint, with basic auth when user
 // is set.
-func (s *server) postToken(t *testing.T, user, pass string, form url.Values) (int, http.Header, map[string]any) {
+func (s *server) postToken(t testing.TB, user, pass string, form url.Values) (int, http.Header, map[string]any) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodPost, s.issuer+"/oauth2/token", strings.NewReader(form.Encode()))
 	if err != nil {
@@ -184,7 +184,7 @@ func (s *server) postToken(t *testing.T, user, pass string, form url.Values) (in
 	return resp.StatusCode, resp.Header, m
 }
 
-func do(t *testing.T, req *http.Request) (int, []byte) {
+func do(t testing.TB, req *http.Request) (int, []byte) {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"os"
 	"strings"
@@ -13,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/wxidp/wxidp/migrations"
 	"github.com/wxidp/wxidp/storage/postgres"
 )
 
@@ -46,6 +46,13 @@ func serverURL() string {
 // dropped when t ends.
 func DSN(t testing.TB) string {
 	t.Helper()
+	return create(t, "")
+}
+
+// create makes a database copied from template (template1 when empty) and
+// registers its drop.
+func create(t testing.TB, template string) string {
+	t.Helper()
 	server := serverURL()
 	name := NamePrefix + randomHex(t)
 
@@ -53,9 +60,13 @@ func DSN(t testing.TB) string {
 	defer cancel()
 	conn := connect(ctx, t, server)
 	defer conn.Close(context.Background())
-	// Identifiers cannot be bound as parameters; name is ours (prefix and
-	// random hex) and quoted anyway.
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	// Identifiers cannot be bound as parameters; names are ours (prefix and
+	// hex) and quoted anyway.
+	stmt := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
+	if template != "" {
+		stmt += " TEMPLATE " + pgx.Identifier{template}.Sanitize()
+	}
+	if _, err := conn.Exec(ctx, stmt); err != nil {
 		t.Fatalf("postgrestest: create database %s on %s: %v", name, redact(server), err)
 	}
 	t.Cleanup(func() { drop(t, server, name) })
@@ -73,25 +84,24 @@ func DSN(t testing.TB) string {
 // dropped.
 func NewStore(t testing.TB) (*postgres.Store, *pgxpool.Pool, string) {
 	t.Helper()
-	dsn := DSN(t)
+	server := serverURL()
+	tpl, err := migratedTemplate(server)
+	var unreachable *unreachableError
+	if errors.As(err, &unreachable) {
+		fatalUnreachable(t, server, unreachable.err)
+	}
+	if err != nil {
+		t.Fatalf("postgrestest: template database on %s: %v", redact(server), err)
+	}
+	dsn := create(t, tpl)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-
-	db, err := migrations.OpenDB(dsn)
-	if err != nil {
-		t.Fatalf("postgrestest: %v", err)
-	}
-	err = migrations.Up(ctx, db)
-	db.Close()
-	if err != nil {
-		t.Fatalf("postgrestest: migrate: %v", err)
-	}
 
 	pool, err := postgres.Open(ctx, dsn)
 	if err != nil {
 		t.Fatalf("postgrestest: %v", err)
 	}
-	// Registered after DSN's cleanup, so it runs first.
+	// Registered after create's cleanup, so it runs before the drop.
 	t.Cleanup(pool.Close)
 	return postgres.New(pool), pool, dsn
 }
@@ -100,12 +110,24 @@ func connect(ctx context.Context, t testing.TB, server string) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(ctx, server)
 	if err != nil {
-		t.Fatalf("postgrestest: cannot reach the test PostgreSQL server at %s: %v\n"+
-			"Start one: `make test` starts a local cluster, or run `docker compose up -d postgres`,\n"+
-			"or point %s at a server where this user may CREATE DATABASE.",
-			redact(server), err, EnvURL)
+		fatalUnreachable(t, server, err)
 	}
 	return conn
+}
+
+// unreachableError marks a failure to connect to the server at all, which
+// gets the message naming the fix.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+func fatalUnreachable(t testing.TB, server string, err error) {
+	t.Helper()
+	t.Fatalf("postgrestest: cannot reach the test PostgreSQL server at %s: %v\n"+
+		"Start one: `make test` starts a local cluster, or run `docker compose up -d postgres`,\n"+
+		"or point %s at a server where this user may CREATE DATABASE.",
+		redact(server), err, EnvURL)
 }
 
 func drop(t testing.TB, server, name string) {
