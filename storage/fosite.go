@@ -13,7 +13,7 @@ import (
 // Rules every backend follows (the conformance suite checks each):
 //   - Get* of an unknown signature or code returns fosite.ErrNotFound.
 //   - The request comes back whole: ID, RequestedAt (to the second), client
-//     (loaded through GetClient), requested and granted scopes and audience,
+//     (as GetClient would return it), requested and granted scopes and audience,
 //     form, and the session unmarshalled from JSON into the session value the
 //     caller passed (which may be nil: then the session is left out);
 //     GetOpenIDConnectSession decodes into requester.GetSession().

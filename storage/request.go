@@ -106,5 +106,5 @@ func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
 	}
-	return append([]string(nil), s...)
+	return append([]string{}, s...)
 }

@@ -11,8 +11,8 @@ import (
 )
 
 // sessionTable is one table of storage.RequestRecord rows with its
-// statements, prepared once from constant names: no statement is built from
-// input.
+// statements, built once at init from constant table names: no statement is
+// ever built from input.
 type sessionTable struct {
 	what   string // names the kind of row in error messages
 	insert string

@@ -66,7 +66,7 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 // effect on the table, which is all it needs.
 const rotateRefreshToken = `WITH rotated AS (
 		UPDATE oauth2_refresh_tokens SET active = false
-		WHERE signature = $1 AND active
+		WHERE signature = $1 AND request_id = $2 AND active
 		RETURNING access_token_signature
 	), deleted AS (
 		DELETE FROM oauth2_access_tokens a USING rotated r
@@ -80,10 +80,11 @@ const rotateRefreshToken = `WITH rotated AS (
 // fosite answers with "retry", so the loser of two concurrent refreshes of
 // one token neither issues tokens nor revokes the winner's.
 //
-// requestID is not needed: the signature names one row.
+// requestID must match too, so a signature presented under another grant's
+// ID is not that grant's token.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	var n int
-	if err := s.db(ctx).QueryRow(ctx, rotateRefreshToken, signature).Scan(&n); err != nil {
+	if err := s.db(ctx).QueryRow(ctx, rotateRefreshToken, signature, requestID).Scan(&n); err != nil {
 		return fositeErr("rotate refresh token", err)
 	}
 	if n == 0 {

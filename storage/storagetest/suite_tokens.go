@@ -89,6 +89,10 @@ func testRefreshToken(t *testing.T, su suite) {
 		if err := s.RotateRefreshToken(ctx, "req-1", "rt-nope"); !errors.Is(err, fosite.ErrNotFound) {
 			t.Errorf("RotateRefreshToken of an unknown token: %v, want fosite.ErrNotFound", err)
 		}
+		// A signature presented under another request ID is not that token.
+		if err := s.RotateRefreshToken(ctx, "req-other", "rt-2"); !errors.Is(err, fosite.ErrNotFound) {
+			t.Errorf("RotateRefreshToken with a foreign request ID: %v, want fosite.ErrNotFound", err)
+		}
 		checkTokens(t, ctx, s, map[string]error{"rt-2": nil, "at-2": nil})
 	})
 
