@@ -63,7 +63,7 @@ func TestClientCredentialsEndToEnd(t *testing.T) {
 
 	// go-jose v4 with the JWKS fetched over HTTP.
 	jwks := fetchJWKS(t, srv.issuer)
-	jws, err := jose.ParseSigned(tok.AccessToken, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(tok.AccessToken, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func fetchJWKS(t testing.TB, issuer string) jose.JSONWebKeySet {
 
 func unverifiedClaims(t testing.TB, token string) map[string]any {
 	t.Helper()
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
 		t.Fatal(err)
 	}
