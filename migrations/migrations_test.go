@@ -70,7 +70,8 @@ func TestConcurrentUp(t *testing.T) {
 		t.Errorf("%d migrations recorded as applied, want %d (each once)", applied, latest)
 	}
 	for _, table := range []string{"clients", "signing_keys", "oauth2_access_tokens", "oauth2_refresh_tokens",
-		"oauth2_authorization_codes", "oauth2_pkce_requests", "oauth2_oidc_sessions", "client_assertion_jtis"} {
+		"oauth2_authorization_codes", "oauth2_pkce_requests", "oauth2_oidc_sessions", "client_assertion_jtis",
+		"users", "wechat_identities", "wechat_unions", "wechat_codes", "wechat_tokens"} {
 		var exists bool
 		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
 			t.Fatal(err)
@@ -109,7 +110,8 @@ func TestStatus(t *testing.T) {
 	if err := migrations.Status(ctx, db, &after); err != nil {
 		t.Fatalf("Status after Up: %v", err)
 	}
-	if strings.Contains(after.String(), "pending") || !strings.Contains(after.String(), "00001_init.sql") {
+	if strings.Contains(after.String(), "pending") || !strings.Contains(after.String(), "00001_init.sql") ||
+		!strings.Contains(after.String(), "00002_wechat.sql") {
 		t.Errorf("Status after Up:\n%s\nwant every migration applied", after.String())
 	}
 }

@@ -58,10 +58,11 @@ func NewClients(store ClientStore, hasher *SecretHasher, sealer Sealer) *Clients
 }
 
 var (
-	clientIDPattern = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,128}$`)
-	scopePattern    = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]{1,128}$`) // RFC 6749 scope-token
-	supportedGrants = []string{"client_credentials"}
-	authMethods     = []string{"client_secret_basic", "client_secret_post"}
+	wechatAppIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	clientIDPattern    = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,128}$`)
+	scopePattern       = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]{1,128}$`) // RFC 6749 scope-token
+	supportedGrants    = []string{GrantTypeWeChatCode, "client_credentials", "refresh_token"}
+	authMethods        = []string{"client_secret_basic", "client_secret_post", "none"}
 )
 
 // Create registers a client and returns it with its secret in clear, the
@@ -71,7 +72,7 @@ func (cs *Clients) Create(ctx context.Context, md ClientMetadata) (*storage.Clie
 		md.ClientID = uuid.NewString()
 	}
 	secret := md.ClientSecret
-	if secret == "" {
+	if secret == "" && md.TokenEndpointAuthMethod != "none" {
 		var err error
 		if secret, err = GenerateClientSecret(); err != nil {
 			return nil, "", err
@@ -141,13 +142,40 @@ func (cs *Clients) build(ctx context.Context, md ClientMetadata, old *storage.Cl
 	if !slices.Contains(authMethods, md.TokenEndpointAuthMethod) {
 		return nil, bad("token_endpoint_auth_method %q is not supported (supported: %s)", md.TokenEndpointAuthMethod, strings.Join(authMethods, ", "))
 	}
+	public := md.TokenEndpointAuthMethod == "none"
 	if len(md.GrantTypes) == 0 {
 		md.GrantTypes = []string{"client_credentials"}
+		if public {
+			md.GrantTypes = []string{GrantTypeWeChatCode, "refresh_token"}
+		}
 	}
 	for _, g := range md.GrantTypes {
 		if !slices.Contains(supportedGrants, g) {
 			return nil, bad("grant_types: %q is not supported (supported: %s)", g, strings.Join(supportedGrants, ", "))
 		}
+		if public && g == "client_credentials" {
+			return nil, bad("grant_types: a public client (token_endpoint_auth_method none) cannot use client_credentials")
+		}
+		if !public && g == GrantTypeWeChatCode {
+			return nil, bad("grant_types: the WeChat-code grant is for public mini-program clients (token_endpoint_auth_method none)")
+		}
+	}
+	// A mini-program client is public and bound to exactly one appid; a
+	// confidential client has no WeChat binding.
+	if public && md.WeChatAppID == "" {
+		return nil, bad("wechat_appid is required for a public client (token_endpoint_auth_method none)")
+	}
+	if !public && (md.WeChatAppID != "" || md.WeChatAppSecret != "") {
+		return nil, bad("wechat_appid and wechat_app_secret belong to public clients (token_endpoint_auth_method none)")
+	}
+	if public && md.ClientSecret != "" {
+		return nil, bad("client_secret: a public client has no secret")
+	}
+	if md.WeChatAppID != "" && !wechatAppIDPattern.MatchString(md.WeChatAppID) {
+		return nil, bad("wechat_appid %q is not a WeChat appid", md.WeChatAppID)
+	}
+	if len(md.WeChatAppSecret) > 128 {
+		return nil, bad("wechat_app_secret is too long")
 	}
 	scopes := strings.Fields(md.Scope)
 	for _, s := range scopes {
@@ -198,12 +226,20 @@ func (cs *Clients) build(ctx context.Context, md ClientMetadata, old *storage.Cl
 		}
 		c.SecretHash = h
 	}
+	if public {
+		c.SecretHash = nil
+	} else if len(c.SecretHash) == 0 {
+		return nil, bad("client_secret is required to make a client confidential")
+	}
 	if md.WeChatAppSecret != "" {
 		sealed, err := cs.sealer.Seal([]byte(md.WeChatAppSecret), AppSecretAAD(md.WeChatAppID))
 		if err != nil {
 			return nil, err
 		}
 		c.WeChatAppSecret = sealed
+	}
+	if public && len(c.WeChatAppSecret) == 0 {
+		return nil, bad("wechat_app_secret is required for a mini-program client")
 	}
 	return c, nil
 }

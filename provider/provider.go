@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -26,10 +27,31 @@ type Config struct {
 	GlobalSecret []byte
 }
 
+// Store is the storage the provider composes.
+type Store interface {
+	storage.FositeStore
+	storage.UserStore
+	storage.WeChatCodeStore
+	storage.WeChatTokenStore
+}
+
+// Deps are the provider's collaborators.
+type Deps struct {
+	Store  Store
+	Signer jwt.Signer // signs and verifies every JWT
+	Hasher fosite.Hasher
+	WeChat WeChatAPI
+	Cipher Cipher
+	Log    *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
 // Provider is wxidp's OAuth2 engine.
 type Provider struct {
 	oauth fosite.OAuth2Provider
 	cfg   Config
+	users storage.UserStore
 }
 
 // ErrConfig reports an unusable provider configuration.
@@ -39,11 +61,13 @@ var ErrConfig = errors.New("provider: invalid configuration")
 const TokenPath = "/oauth2/token"
 
 // GrantTypes lists the grants this provider serves, for discovery.
-var GrantTypes = []string{"client_credentials"}
+var GrantTypes = []string{GrantTypeWeChatCode, "client_credentials", "refresh_token"}
 
-// New composes fosite. store is the whole fosite storage; signer signs and
-// verifies every JWT; hasher checks client secrets.
-func New(cfg Config, store storage.FositeStore, signer jwt.Signer, hasher fosite.Hasher) (*Provider, error) {
+// New composes fosite.
+func New(cfg Config, d Deps) (*Provider, error) {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
 	if len(cfg.GlobalSecret) < 32 {
 		// fosite would only fail at the first issuance; fail at start-up.
 		return nil, errors.Join(ErrConfig, errors.New("global secret must be at least 32 bytes"))
@@ -64,24 +88,35 @@ func New(cfg Config, store storage.FositeStore, signer jwt.Signer, hasher fosite
 		ScopeStrategy:              fosite.ExactScopeStrategy,
 		AudienceMatchingStrategy:   fosite.ExactAudienceMatchingStrategy,
 		JWTScopeClaimKey:           jwt.JWTScopeFieldString,
-		ClientSecretsHasher:        hasher,
+		ClientSecretsHasher:        d.Hasher,
 		SendDebugMessagesToClients: false,
 		MinParameterEntropy:        fosite.MinParameterEntropy,
 		RefreshTokenScopes:         []string{"offline_access"},
 	}
-	strategy := &compose.CommonStrategy{
-		CoreStrategy: &oauth2.DefaultJWTStrategy{
-			Signer:          signer,
-			HMACSHAStrategy: compose.NewOAuth2HMACStrategy(fc),
-			Config:          fc,
-		},
-		OpenIDConnectTokenStrategy: &openid.DefaultStrategy{Signer: signer, Config: fc},
-		Signer:                     signer,
+	core := &oauth2.DefaultJWTStrategy{
+		Signer:          d.Signer,
+		HMACSHAStrategy: compose.NewOAuth2HMACStrategy(fc),
+		Config:          fc,
 	}
-	oauth := compose.Compose(fc, store, strategy,
+	oidc := &openid.DefaultStrategy{Signer: d.Signer, Config: fc}
+	strategy := &compose.CommonStrategy{CoreStrategy: core, OpenIDConnectTokenStrategy: oidc, Signer: d.Signer}
+	grant := &wechatGrant{
+		cfg: fc, store: d.Store, wx: d.WeChat, cipher: d.Cipher, log: d.Log, now: d.Now,
+		tokens: &appTokens{store: d.Store, wx: d.WeChat, cipher: d.Cipher, now: d.Now},
+		access: &oauth2.HandleHelper{AccessTokenStrategy: core, AccessTokenStorage: d.Store, Config: fc},
+		rt:     core,
+		idt:    &openid.IDTokenHandleHelper{IDTokenStrategy: oidc},
+	}
+	oauth := compose.Compose(fc, d.Store, strategy,
+		func(fosite.Configurator, interface{}, interface{}) interface{} { return grant },
 		compose.OAuth2ClientCredentialsGrantFactory,
+		// fosite's order: the OAuth2 refresh handler before the OIDC one.
+		compose.OAuth2RefreshTokenGrantFactory,
+		compose.OpenIDConnectRefreshFactory,
+		// Validates access tokens against storage too, so revoked tokens fail.
+		compose.OAuth2TokenIntrospectionFactory,
 	)
-	return &Provider{oauth: oauth, cfg: cfg}, nil
+	return &Provider{oauth: oauth, cfg: cfg, users: d.Store}, nil
 }
 
 // Token runs the token endpoint: authenticates the client, applies the
@@ -98,7 +133,12 @@ func (p *Provider) Token(ctx context.Context, r *http.Request) (fosite.AccessReq
 		return ar, nil, err
 	}
 	if ar.GetGrantTypes().ExactOne(string(fosite.GrantTypeClientCredentials)) {
-		grantClientCredentials(ar, sess)
+		for _, s := range ar.GetRequestedScopes() {
+			ar.GrantScope(s)
+		}
+		grantAudience(ar)
+		sess.Subject = ar.GetClient().GetID()
+		sess.ClientID = ar.GetClient().GetID()
 	}
 	resp, err := p.oauth.NewAccessResponse(ctx, ar)
 	if err != nil {
@@ -107,15 +147,11 @@ func (p *Provider) Token(ctx context.Context, r *http.Request) (fosite.AccessReq
 	return ar, resp, nil
 }
 
-// grantClientCredentials grants what fosite has already checked lies within
-// the client's registration: the requested scopes, and the requested audience
-// or else the registered one or else the client itself, so aud is never
-// empty.
-func grantClientCredentials(ar fosite.AccessRequester, sess *Session) {
+// grantAudience grants what fosite has already checked lies within the
+// client's registration: the requested audience, else the registered one,
+// else the client itself, so aud is never empty.
+func grantAudience(ar fosite.AccessRequester) {
 	client := ar.GetClient()
-	for _, s := range ar.GetRequestedScopes() {
-		ar.GrantScope(s)
-	}
 	aud := ar.GetRequestedAudience()
 	if len(aud) == 0 {
 		aud = client.GetAudience()
@@ -126,8 +162,6 @@ func grantClientCredentials(ar fosite.AccessRequester, sess *Session) {
 	for _, a := range aud {
 		ar.GrantAudience(a)
 	}
-	sess.Subject = client.GetID()
-	sess.ClientID = client.GetID()
 }
 
 // WriteAccessError writes a token-endpoint error in RFC 6749 §5.2 shape.

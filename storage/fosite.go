@@ -53,8 +53,14 @@ type OAuthClient struct {
 	Record *Client
 }
 
-// NewOAuthClient builds fosite's view of c.
+// NewOAuthClient builds fosite's view of c. A client registered with no
+// audience has itself as audience: tokens never carry an empty aud, and
+// fosite's refresh handler re-checks the granted audience against this list.
 func NewOAuthClient(c *Client) *OAuthClient {
+	aud := c.Audience
+	if len(aud) == 0 {
+		aud = []string{c.ID}
+	}
 	return &OAuthClient{
 		DefaultOpenIDConnectClient: &fosite.DefaultOpenIDConnectClient{
 			DefaultClient: &fosite.DefaultClient{
@@ -65,7 +71,7 @@ func NewOAuthClient(c *Client) *OAuthClient {
 				// Only the token endpoint is served: no response types.
 				ResponseTypes: []string{},
 				Scopes:        c.Scopes,
-				Audience:      c.Audience,
+				Audience:      aud,
 				Public:        c.Public(),
 			},
 			TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,

@@ -102,6 +102,9 @@ type Store interface {
 	FositeStore
 	ClientStore
 	KeyStore
+	UserStore
+	WeChatCodeStore
+	WeChatTokenStore
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 }

@@ -3,12 +3,16 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/ory/fosite"
+
+	"github.com/wxidp/wxidp/provider"
 )
 
 // TokenEndpoint is what the public server needs from the provider.
@@ -16,6 +20,12 @@ type TokenEndpoint interface {
 	Token(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error)
 	WriteAccessError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error)
 	WriteAccessResponse(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, resp fosite.AccessResponder)
+}
+
+// UserInfoSource answers /userinfo; it returns provider.ErrInvalidToken for
+// tokens that do not authorize it.
+type UserInfoSource interface {
+	UserInfo(ctx context.Context, token string) (map[string]any, error)
 }
 
 // KeySet serves the published signing keys.
@@ -34,6 +44,7 @@ type PublicConfig struct {
 	GrantTypes []string
 	Log        *slog.Logger
 	Tokens     TokenEndpoint
+	UserInfo   UserInfoSource
 	Keys       KeySet
 	Store      Pinger
 }
@@ -62,6 +73,8 @@ func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
 	e.POST("/oauth2/token", p.token)
 	e.GET("/.well-known/jwks.json", p.jwks)
 	e.GET("/.well-known/openid-configuration", p.openidConfiguration)
+	e.GET("/userinfo", p.userinfo)
+	e.POST("/userinfo", p.userinfo)
 	e.GET("/healthz", p.healthz)
 	e.GET("/readyz", p.readyz)
 	return e, nil
@@ -76,6 +89,9 @@ func (p *public) token(c echo.Context) error {
 			// RFC 6749 §5.2: a failed client authentication names the scheme.
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Basic realm="wxidp", charset="UTF-8"`)
 		}
+		if rfc.CodeField == http.StatusTooManyRequests {
+			c.Response().Header().Set("Retry-After", "60")
+		}
 		if rfc.CodeField >= http.StatusInternalServerError {
 			p.Log.Error("token endpoint", "request_id", requestID(c), "err", rfc.Error(), "cause", rfc.Cause())
 		}
@@ -84,6 +100,27 @@ func (p *public) token(c echo.Context) error {
 	}
 	p.Tokens.WriteAccessResponse(ctx, c.Response(), ar, resp)
 	return nil
+}
+
+// userinfo answers RFC 6750 errors itself: the challenge must name
+// invalid_token so clients know to refresh.
+func (p *public) userinfo(c echo.Context) error {
+	tok, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
+	if !ok {
+		// RFC 6750 §3.1: no credentials, no error code in the challenge.
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="wxidp"`)
+		return newAPIError(http.StatusUnauthorized, "invalid_request", "A bearer access token is required.")
+	}
+	claims, err := p.UserInfo.UserInfo(c.Request().Context(), strings.TrimSpace(tok))
+	if errors.Is(err, provider.ErrInvalidToken) {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
+		return newAPIError(http.StatusUnauthorized, "invalid_token", "The access token is missing, invalid, expired or revoked.")
+	}
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	return c.JSON(http.StatusOK, claims)
 }
 
 func (p *public) jwks(c echo.Context) error {
@@ -108,8 +145,13 @@ func (p *public) discoveryDoc() map[string]any {
 		"issuer":                                p.Issuer,
 		"token_endpoint":                        p.Issuer + "/oauth2/token",
 		"jwks_uri":                              p.Issuer + "/.well-known/jwks.json",
+		"userinfo_endpoint":                     p.Issuer + "/userinfo",
 		"grant_types_supported":                 p.GrantTypes,
-		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
+		"token_endpoint_auth_methods_supported": []string{"none", "client_secret_basic", "client_secret_post"},
+		"scopes_supported":                      []string{"openid", "offline_access", "profile", "phone"},
+		"subject_types_supported":               []string{"public"},
+		"id_token_signing_alg_values_supported": []string{"RS256"},
+		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "amr", "at_hash", "phone_number", "phone_number_verified"},
 	}
 }
 

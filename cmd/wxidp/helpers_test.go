@@ -49,6 +49,7 @@ func testConfig(dsn string) serveConfig {
 		IDTokenTTL:      time.Hour,
 		KeyReload:       time.Minute,
 		WeChatAPIBase:   "http://127.0.0.1:1",
+		WeChatTimeout:   5 * time.Second,
 	}
 }
 

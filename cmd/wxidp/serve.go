@@ -17,11 +17,15 @@ import (
 
 	"github.com/wxidp/wxidp/keys"
 	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/provider/wechat"
+	"github.com/wxidp/wxidp/provider/wechat/wechattest"
 	"github.com/wxidp/wxidp/storage"
 	"github.com/wxidp/wxidp/storage/memory"
 	"github.com/wxidp/wxidp/storage/postgres"
 	"github.com/wxidp/wxidp/web"
 )
+
+const defaultWeChatAPIBase = wechat.DefaultBaseURL
 
 type serveConfig struct {
 	Dev             bool
@@ -32,6 +36,7 @@ type serveConfig struct {
 	Secrets         string
 	AdminToken      string
 	WeChatAPIBase   string
+	WeChatTimeout   time.Duration
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
 	IDTokenTTL      time.Duration
@@ -59,14 +64,15 @@ func newServeCmd() *cobra.Command {
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:4445", "admin listener address")
 	fs.StringVar(&cfg.Secrets, "secrets", "", "comma-separated system secrets, each >= 32 bytes; the first encrypts, all decrypt")
 	fs.StringVar(&cfg.AdminToken, "admin-token", "", "bearer token guarding the admin listener")
-	fs.StringVar(&cfg.WeChatAPIBase, "wechat-api-base", "https://api.weixin.qq.com", "WeChat API base URL")
+	fs.StringVar(&cfg.WeChatAPIBase, "wechat-api-base", defaultWeChatAPIBase, "WeChat API base URL (with --dev and the default, a fake WeChat runs in-process)")
+	fs.DurationVar(&cfg.WeChatTimeout, "wechat-timeout", wechat.DefaultTimeout, "timeout of each call to WeChat")
 	fs.DurationVar(&cfg.AccessTokenTTL, "access-token-ttl", 15*time.Minute, "access token lifetime")
 	fs.DurationVar(&cfg.RefreshTokenTTL, "refresh-token-ttl", 720*time.Hour, "refresh token lifetime")
 	fs.DurationVar(&cfg.IDTokenTTL, "id-token-ttl", time.Hour, "ID token lifetime")
 	fs.DurationVar(&cfg.KeyReload, "key-reload-interval", 10*time.Second, "how often signing keys are reloaded from storage")
 	for flag, env := range map[string]string{
 		"issuer": "WXIDP_ISSUER", "public-addr": "WXIDP_PUBLIC_ADDR", "admin-addr": "WXIDP_ADMIN_ADDR",
-		"secrets": "WXIDP_SECRETS", "admin-token": "WXIDP_ADMIN_TOKEN", "wechat-api-base": "WXIDP_WECHAT_API_BASE",
+		"secrets": "WXIDP_SECRETS", "admin-token": "WXIDP_ADMIN_TOKEN", "wechat-api-base": "WXIDP_WECHAT_API_BASE", "wechat-timeout": "WXIDP_WECHAT_TIMEOUT",
 		"access-token-ttl": "WXIDP_ACCESS_TOKEN_TTL", "refresh-token-ttl": "WXIDP_REFRESH_TOKEN_TTL",
 		"id-token-ttl": "WXIDP_ID_TOKEN_TTL", "key-reload-interval": "WXIDP_KEY_RELOAD_INTERVAL",
 	} {
@@ -121,26 +127,42 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 	if err != nil {
 		return err
 	}
+	var fake *wechattest.Fake
+	if cfg.Dev && cfg.WeChatAPIBase == defaultWeChatAPIBase {
+		// Dev mode serves a fake WeChat from this process, so the whole
+		// login works with no WeChat account.
+		fake = wechattest.New()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("fake wechat listener: %w", err)
+		}
+		go func() { _ = web.Serve(ctx, ln, fake) }()
+		cfg.WeChatAPIBase = "http://" + ln.Addr().String()
+	}
+	wx, err := wechat.New(cfg.WeChatAPIBase, wechat.WithLogger(log), wechat.WithTimeout(cfg.WeChatTimeout))
+	if err != nil {
+		return fmt.Errorf("WXIDP_WECHAT_API_BASE: %w", err)
+	}
 	prov, err := provider.New(provider.Config{
 		Issuer:          cfg.Issuer,
 		AccessTokenTTL:  cfg.AccessTokenTTL,
 		RefreshTokenTTL: cfg.RefreshTokenTTL,
 		IDTokenTTL:      cfg.IDTokenTTL,
 		GlobalSecret:    globalSecret,
-	}, store, km.Signer(), hasher)
+	}, provider.Deps{Store: store, Signer: km.Signer(), Hasher: hasher, WeChat: wx, Cipher: cipher, Log: log})
 	if err != nil {
 		return err
 	}
 	clients := provider.NewClients(store, hasher, cipher)
 
 	if cfg.Dev {
-		if err := printDevCredentials(ctx, out, cfg, clients); err != nil {
+		if err := printDevCredentials(ctx, out, cfg, clients, fake); err != nil {
 			return err
 		}
 	}
 
 	public, err := web.NewPublic(web.PublicConfig{
-		Issuer: cfg.Issuer, GrantTypes: provider.GrantTypes, Log: log, Tokens: prov, Keys: km, Store: store,
+		Issuer: cfg.Issuer, GrantTypes: provider.GrantTypes, Log: log, Tokens: prov, UserInfo: prov, Keys: km, Store: store,
 	})
 	if err != nil {
 		return err
@@ -193,8 +215,8 @@ func (cfg *serveConfig) validate() error {
 	} else if len(cfg.AdminToken) < 16 {
 		missing = append(missing, errors.New("WXIDP_ADMIN_TOKEN must be at least 16 characters"))
 	}
-	if cfg.AccessTokenTTL <= 0 || cfg.RefreshTokenTTL <= 0 || cfg.IDTokenTTL <= 0 || cfg.KeyReload <= 0 {
-		missing = append(missing, errors.New("token lifetimes and the key reload interval must be positive"))
+	if cfg.AccessTokenTTL <= 0 || cfg.RefreshTokenTTL <= 0 || cfg.IDTokenTTL <= 0 || cfg.KeyReload <= 0 || cfg.WeChatTimeout <= 0 {
+		missing = append(missing, errors.New("token lifetimes, the key reload interval and the WeChat timeout must be positive"))
 	}
 	return errors.Join(missing...)
 }
@@ -219,7 +241,7 @@ func devDefaults(cfg *serveConfig) error {
 	return nil
 }
 
-func printDevCredentials(ctx context.Context, out io.Writer, cfg serveConfig, clients *provider.Clients) error {
+func printDevCredentials(ctx context.Context, out io.Writer, cfg serveConfig, clients *provider.Clients, fake *wechattest.Fake) error {
 	demo, secret, err := clients.Create(ctx, provider.ClientMetadata{
 		ClientID:   "demo",
 		ClientName: "Demo confidential client (dev mode)",
@@ -228,19 +250,40 @@ func printDevCredentials(ctx context.Context, out io.Writer, cfg serveConfig, cl
 		Audience:   []string{"https://api.example.com"},
 	})
 	if errors.Is(err, storage.ErrAlreadyExists) {
-		return nil // a persistent dev database already has it
+		return nil // a persistent dev database already has them
 	}
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(out, `wxidp dev mode: nothing here is persistent unless WXIDP_DATABASE_URL is set.
+	if _, err = fmt.Fprintf(out, `wxidp dev mode: nothing here is persistent unless WXIDP_DATABASE_URL is set.
   admin token:   %s
   demo client:   %s
   demo secret:   %s
 Try:
   curl -s -u %s:%s -d grant_type=client_credentials -d scope=read %s/oauth2/token
   curl -s -H 'Authorization: Bearer %s' http://%s/admin/clients
-`, cfg.AdminToken, demo.ID, secret, demo.ID, secret, cfg.Issuer, cfg.AdminToken, cfg.AdminAddr)
+`, cfg.AdminToken, demo.ID, secret, demo.ID, secret, cfg.Issuer, cfg.AdminToken, cfg.AdminAddr); err != nil {
+		return err
+	}
+	if fake == nil {
+		return nil
+	}
+	const appID, appSecret = "wxdemo0000000001", "dev-mode-app-secret"
+	fake.AddApp(appID, appSecret)
+	if _, _, err := clients.Create(ctx, provider.ClientMetadata{
+		ClientID:                "demo-miniprogram",
+		ClientName:              "Demo mini-program (dev mode)",
+		TokenEndpointAuthMethod: "none",
+		Scope:                   "openid offline_access profile phone",
+		WeChatAppID:             appID,
+		WeChatAppSecret:         appSecret,
+	}); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(out, `Mini-program login against the fake WeChat at %[1]s (appid %[2]s):
+  code=$(curl -s -d appid=%[2]s -d openid=o_demo_user %[1]s/_fake/login | sed 's/.*"code":"\([^"]*\)".*/\1/')
+  curl -s -d grant_type=%[3]s -d client_id=demo-miniprogram -d "code=$code" -d 'scope=openid offline_access' %[4]s/oauth2/token
+`, cfg.WeChatAPIBase, appID, provider.GrantTypeWeChatCode, cfg.Issuer)
 	return err
 }
 

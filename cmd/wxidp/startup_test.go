@@ -115,7 +115,7 @@ func TestDevMode(t *testing.T) {
 	t.Parallel()
 	pub, _ := net.Listen("tcp", "127.0.0.1:0")
 	adm, _ := net.Listen("tcp", "127.0.0.1:0")
-	cfg := serveConfig{Dev: true, AccessTokenTTL: 15 * 60e9, RefreshTokenTTL: 60 * 60e9, IDTokenTTL: 60 * 60e9, KeyReload: 60e9,
+	cfg := serveConfig{Dev: true, AccessTokenTTL: 15 * 60e9, RefreshTokenTTL: 60 * 60e9, IDTokenTTL: 60 * 60e9, KeyReload: 60e9, WeChatTimeout: 5e9, WeChatAPIBase: defaultWeChatAPIBase,
 		Issuer: "http://" + pub.Addr().String(), AdminAddr: adm.Addr().String(), publicLn: pub, adminLn: adm}
 	var out syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())

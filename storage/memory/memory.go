@@ -55,14 +55,16 @@ type Store struct {
 	keys    map[string]storage.SigningKey
 	rows    [numKinds]map[string]row
 	jtis    map[string]time.Time
+	userData
 }
 
 // New returns an empty store.
 func New() *Store {
 	s := &Store{
-		clients: map[string]storage.Client{},
-		keys:    map[string]storage.SigningKey{},
-		jtis:    map[string]time.Time{},
+		clients:  map[string]storage.Client{},
+		keys:     map[string]storage.SigningKey{},
+		jtis:     map[string]time.Time{},
+		userData: newUserData(),
 	}
 	for k := range s.rows {
 		s.rows[k] = map[string]row{}

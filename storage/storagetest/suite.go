@@ -33,6 +33,10 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Transactions", testTransactions},
 		{"ClientAssertionJTI", testJTIs},
 		{"Concurrency", testConcurrency},
+		{"Users", testUsers},
+		{"UserRaces", testUserRaces},
+		{"WeChatCodes", testWeChatCodes},
+		{"WeChatTokens", testWeChatTokens},
 		{"Ping", testPing},
 	}
 	for _, g := range groups {

@@ -87,7 +87,7 @@ func txCases() []txCase {
 	none := func(*testing.T, context.Context, storage.Store) {}
 	unrevoked := map[string]error{"rt-1": nil, "rt-2": nil, "at-1": nil, "at-2": nil}
 
-	return []txCase{
+	cases := []txCase{
 		{
 			name:   "CreateClient",
 			setup:  none,
@@ -229,6 +229,7 @@ func txCases() []txCase {
 			after:  jti(fosite.ErrJTIKnown),
 		},
 	}
+	return append(cases, wechatTxCases()...)
 }
 
 func testTransactions(t *testing.T, su suite) {

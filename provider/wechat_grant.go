@@ -1,0 +1,257 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/oauth2"
+	"github.com/ory/fosite/handler/openid"
+	fstorage "github.com/ory/fosite/storage"
+
+	"github.com/wxidp/wxidp/provider/wechat"
+	"github.com/wxidp/wxidp/storage"
+)
+
+// GrantTypeWeChatCode is the grant a mini-program uses to trade its
+// wx.login() code for tokens.
+const GrantTypeWeChatCode = "urn:wxidp:params:oauth:grant-type:wechat-code"
+
+// Scopes with a meaning to the WeChat-code grant.
+const (
+	ScopeOpenID        = "openid"
+	ScopeOfflineAccess = "offline_access"
+	ScopeProfile       = "profile"
+	ScopePhone         = "phone"
+)
+
+// codeClaimTTL outlives a wx.login code (5 minutes), so a replay is refused
+// for as long as WeChat could still accept the code.
+const codeClaimTTL = 10 * time.Minute
+
+// WeChatAPI is what the grant needs from WeChat.
+type WeChatAPI interface {
+	Code2Session(ctx context.Context, appID, secret, jsCode string) (wechat.Session, error)
+	StableToken(ctx context.Context, appID, secret string, forceRefresh bool) (wechat.AccessToken, error)
+	PhoneNumber(ctx context.Context, accessToken, code string) (wechat.Phone, error)
+}
+
+// Cipher seals and opens secrets at rest (keys.Cipher).
+type Cipher interface {
+	Seal(plaintext, aad []byte) ([]byte, error)
+	Open(sealed, aad []byte) ([]byte, error)
+}
+
+// wechatGrant is fosite's token-endpoint handler for the WeChat-code grant.
+// HandleTokenEndpointRequest only validates (no I/O); all effects happen in
+// PopulateTokenEndpointResponse: the code is claimed, WeChat is called with
+// no database transaction open, and only then are the user, identity and
+// tokens written in one transaction, so a failed request writes none of
+// them.
+type wechatGrant struct {
+	cfg    *fosite.Config
+	store  Store
+	wx     WeChatAPI
+	cipher Cipher
+	tokens *appTokens
+	log    *slog.Logger
+	access *oauth2.HandleHelper
+	rt     oauth2.RefreshTokenStrategy
+	idt    *openid.IDTokenHandleHelper
+	now    func() time.Time
+}
+
+var _ fosite.TokenEndpointHandler = (*wechatGrant)(nil)
+
+var codePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+func (g *wechatGrant) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
+
+func (g *wechatGrant) CanHandleTokenEndpointRequest(_ context.Context, ar fosite.AccessRequester) bool {
+	return ar.GetGrantTypes().ExactOne(GrantTypeWeChatCode)
+}
+
+func (g *wechatGrant) HandleTokenEndpointRequest(ctx context.Context, ar fosite.AccessRequester) error {
+	if !g.CanHandleTokenEndpointRequest(ctx, ar) {
+		return fosite.ErrUnknownRequest
+	}
+	client, ok := ar.GetClient().(*storage.OAuthClient)
+	if !ok || client.Record.WeChatAppID == "" || len(client.Record.WeChatAppSecret) == 0 {
+		return fosite.ErrUnauthorizedClient.WithHint("The client is not bound to a WeChat mini-program.")
+	}
+	if !client.GetGrantTypes().Has(GrantTypeWeChatCode) {
+		return fosite.ErrUnauthorizedClient.WithHint("The client may not use the WeChat-code grant.")
+	}
+	code := ar.GetRequestForm().Get("code")
+	if code == "" {
+		return fosite.ErrInvalidRequest.WithHint("The 'code' parameter from wx.login() is missing.")
+	}
+	if !codePattern.MatchString(code) {
+		return fosite.ErrInvalidRequest.WithHint("The 'code' parameter is malformed.")
+	}
+	if pc := ar.GetRequestForm().Get("phone_code"); pc != "" && !codePattern.MatchString(pc) {
+		return fosite.ErrInvalidRequest.WithHint("The 'phone_code' parameter is malformed.")
+	}
+	for _, s := range ar.GetRequestedScopes() {
+		if !g.cfg.GetScopeStrategy(ctx)(client.GetScopes(), s) {
+			return fosite.ErrInvalidScope.WithHintf("The client may not request scope '%s'.", s)
+		}
+	}
+	if err := g.cfg.GetAudienceStrategy(ctx)(client.GetAudience(), ar.GetRequestedAudience()); err != nil {
+		return err
+	}
+	for _, s := range ar.GetRequestedScopes() {
+		ar.GrantScope(s)
+	}
+	grantAudience(ar)
+	now := g.now().UTC()
+	sess := ar.GetSession().(*Session)
+	sess.ClientID = client.GetID()
+	sess.SetExpiresAt(fosite.AccessToken, now.Add(fosite.GetEffectiveLifespan(client, GrantTypeWeChatCode, fosite.AccessToken, g.cfg.GetAccessTokenLifespan(ctx))))
+	if ar.GetGrantedScopes().Has(ScopeOfflineAccess) {
+		sess.SetExpiresAt(fosite.RefreshToken, now.Add(fosite.GetEffectiveLifespan(client, GrantTypeWeChatCode, fosite.RefreshToken, g.cfg.GetRefreshTokenLifespan(ctx))))
+	}
+	return nil
+}
+
+func (g *wechatGrant) PopulateTokenEndpointResponse(ctx context.Context, ar fosite.AccessRequester, resp fosite.AccessResponder) (err error) {
+	if !g.CanHandleTokenEndpointRequest(ctx, ar) {
+		return fosite.ErrUnknownRequest
+	}
+	client := ar.GetClient().(*storage.OAuthClient)
+	appID := client.Record.WeChatAppID
+	code := ar.GetRequestForm().Get("code")
+
+	// Claim the code before calling WeChat: a replay, or a concurrent
+	// duplicate, is refused here, so WeChat sees each code once.
+	if err := g.store.ClaimWeChatCode(ctx, appID, storage.HashKey(appID+"\x00"+code), g.now().Add(codeClaimTTL)); err != nil {
+		if errors.Is(err, storage.ErrAlreadyExists) {
+			return fosite.ErrInvalidGrant.WithHint("The code was already used.")
+		}
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	secret, err := g.cipher.Open(client.Record.WeChatAppSecret, AppSecretAAD(appID))
+	if err != nil {
+		g.log.Error("wechat app secret cannot be decrypted", "client_id", client.GetID(), "appid", appID, "err", err)
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	ws, err := g.wx.Code2Session(ctx, appID, string(secret), code)
+	if err != nil {
+		return g.wechatError(client.GetID(), appID, err)
+	}
+	var phone string
+	if ar.GetGrantedScopes().Has(ScopePhone) {
+		if pc := ar.GetRequestForm().Get("phone_code"); pc != "" {
+			p, err := g.phoneNumber(ctx, appID, string(secret), pc)
+			if err != nil {
+				return g.wechatError(client.GetID(), appID, err)
+			}
+			phone = p
+		}
+	}
+	sealedKey, err := g.cipher.Seal([]byte(ws.SessionKey), SessionKeyAAD(appID, ws.OpenID))
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+
+	ctx, err = fstorage.MaybeBeginTx(ctx, g.store)
+	if err != nil {
+		return fosite.ErrServerError.WithWrap(err)
+	}
+	defer func() {
+		if err != nil {
+			if rerr := fstorage.MaybeRollbackTx(ctx, g.store); rerr != nil {
+				g.log.Error("rollback", "err", rerr)
+			}
+		}
+	}()
+	user, err := g.store.LinkWeChatIdentity(ctx, &storage.WeChatIdentity{
+		AppID: appID, OpenID: ws.OpenID, UnionID: ws.UnionID, SessionKey: sealedKey,
+	}, uuid.NewString())
+	if err != nil {
+		return storageError(err)
+	}
+	if phone != "" {
+		if err := g.store.SetUserPhone(ctx, user.ID, phone); err != nil {
+			return storageError(err)
+		}
+		user.PhoneNumber = phone
+	}
+	g.fillSession(ar, user)
+	if err := g.issue(ctx, ar, resp); err != nil {
+		return err
+	}
+	if err := fstorage.MaybeCommitTx(ctx, g.store); err != nil {
+		return storageError(err)
+	}
+	return nil
+}
+
+// fillSession sets the subject and the ID-token claims of a fresh login.
+func (g *wechatGrant) fillSession(ar fosite.AccessRequester, user *storage.User) {
+	sess := ar.GetSession().(*Session)
+	now := g.now().UTC()
+	sess.Subject = user.ID
+	claims := sess.IDTokenClaims()
+	claims.Subject = user.ID
+	claims.AuthTime = now.Truncate(time.Second)
+	claims.RequestedAt = now
+	claims.AuthenticationMethodsReferences = []string{"wechat"}
+	if ar.GetGrantedScopes().Has(ScopePhone) && user.PhoneNumber != "" {
+		if claims.Extra == nil {
+			claims.Extra = map[string]interface{}{}
+		}
+		claims.Extra["phone_number"] = user.PhoneNumber
+		claims.Extra["phone_number_verified"] = true
+	}
+}
+
+// issue writes the access token, and the refresh and ID tokens the granted
+// scopes call for, inside the caller's transaction.
+func (g *wechatGrant) issue(ctx context.Context, ar fosite.AccessRequester, resp fosite.AccessResponder) error {
+	atSig, err := g.access.IssueAccessToken(ctx, g.cfg.GetAccessTokenLifespan(ctx), ar, resp)
+	if err != nil {
+		return storageError(err)
+	}
+	if ar.GetGrantedScopes().Has(ScopeOfflineAccess) {
+		rt, rtSig, err := g.rt.GenerateRefreshToken(ctx, ar)
+		if err != nil {
+			return fosite.ErrServerError.WithWrap(err)
+		}
+		if err := g.store.CreateRefreshTokenSession(ctx, rtSig, atSig, ar.Sanitize([]string{})); err != nil {
+			return storageError(err)
+		}
+		resp.SetExtra("refresh_token", rt)
+	}
+	if ar.GetGrantedScopes().Has(ScopeOpenID) {
+		sess := ar.GetSession().(*Session)
+		sess.IDTokenClaims().AccessTokenHash = g.idt.GetAccessTokenHash(ctx, ar, resp)
+		lifespan := fosite.GetEffectiveLifespan(ar.GetClient(), GrantTypeWeChatCode, fosite.IDToken, g.cfg.GetIDTokenLifespan(ctx))
+		if err := g.idt.IssueExplicitIDToken(ctx, lifespan, ar, resp); err != nil {
+			return fosite.ErrServerError.WithWrap(err)
+		}
+	}
+	return nil
+}
+
+// SessionKeyAAD binds a sealed session_key to its identity.
+func SessionKeyAAD(appID, openID string) []byte {
+	return []byte("wxidp/wechat-session-key/" + appID + "/" + openID)
+}
+
+// storageError keeps fosite's retryable serialization failure and turns
+// anything else into a server error without exposing it.
+func storageError(err error) error {
+	if errors.Is(err, fosite.ErrSerializationFailure) {
+		return fosite.ErrTemporarilyUnavailable.WithHint("Please retry the request.").WithWrap(err)
+	}
+	var rfc *fosite.RFC6749Error
+	if errors.As(err, &rfc) {
+		return err
+	}
+	return fosite.ErrServerError.WithWrap(err)
+}

@@ -1,0 +1,256 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/wxidp/wxidp/storage"
+)
+
+// How LinkWeChatIdentity stays race-free, with or without the caller's
+// transaction:
+//
+//   - The common login, a known identity whose unionid is already recorded
+//     (or not reported), is one UPDATE (linkSame): atomic on its own, and it
+//     takes no lock but the identity's row lock.
+//   - Everything else (a new identity, or one gaining a unionid) takes
+//     transaction-level advisory locks on the identity and then on the
+//     unionid, always in that order, and only then reads and writes. So the
+//     links of one identity, and the links of one unionid across apps, run
+//     one at a time: each sees what the previous one committed (READ
+//     COMMITTED takes a new snapshot per statement) and there is no
+//     check-then-insert window. The locks last until the transaction ends,
+//     which is what makes the caller's transaction safe: a second login
+//     waits until the first one's tokens and user are committed or rolled
+//     back, never sees a user that may yet vanish, and never creates a
+//     second one.
+//   - That work runs in a transaction of its own, or in a savepoint of the
+//     caller's, so it is atomic either way and a later failure of the
+//     caller rolls it back with the caller's tokens.
+//   - No deadlock between links: advisory locks are taken identity first,
+//     the unionid's second, and no link waits for an identity's advisory
+//     lock while holding a unionid's. linkSame holds a row lock but waits
+//     for nothing after taking it.
+//   - The primary keys of wechat_identities and wechat_unions remain the
+//     backstop: a hash collision of two lock keys only makes two unrelated
+//     logins wait for each other, and a writer that skipped the locks would
+//     get storage.ErrAlreadyExists, never a second user.
+//
+// wechat_unions, not wechat_identities.union_id, says which user a unionid
+// joins: the first user recorded with it. An identity that gains a unionid
+// another user already holds keeps its own user (its tokens name it), so
+// several identities may carry one unionid with different users, and only
+// the table can say which of them a new identity joins.
+
+// linkColumns is what the link statements return: the identity, then its
+// user.
+const linkColumns = `l.union_id, l.user_id, l.created_at, l.updated_at,
+	u.phone_number, u.created_at, u.updated_at`
+
+// linkSame overwrites the session key of a known identity whose stored
+// unionid is the reported one, or when none is reported (an answer without
+// unionid never clears it). Any other case matches no row and takes the
+// locked path. The user is read in the same statement: it exists before any
+// identity referencing it, so the statement's snapshot holds it.
+const linkSame = `WITH l AS (
+		UPDATE wechat_identities SET session_key = $3, updated_at = $5
+		WHERE app_id = $1 AND open_id = $2 AND ($4::text IS NULL OR union_id = $4)
+		RETURNING union_id, user_id, created_at, updated_at
+	)
+	SELECT ` + linkColumns + ` FROM l JOIN users u ON u.id = l.user_id`
+
+// linkKnown is linkSame for any known identity, run under the locks: a
+// reported unionid replaces the stored one and is offered to wechat_unions,
+// where it becomes this identity's user's if nobody holds it yet, so the
+// person's first login in another app joins this user. Only the reported
+// unionid, whose lock is held, is offered: a stored one was offered when it
+// was stored.
+const linkKnown = `WITH l AS (
+		UPDATE wechat_identities
+		SET session_key = $3, union_id = COALESCE($4, union_id), updated_at = $5
+		WHERE app_id = $1 AND open_id = $2
+		RETURNING union_id, user_id, created_at, updated_at
+	), rec AS (
+		INSERT INTO wechat_unions (union_id, user_id, created_at)
+		SELECT $4, user_id, $5 FROM l WHERE $4::text IS NOT NULL
+		ON CONFLICT (union_id) DO NOTHING
+	)
+	SELECT ` + linkColumns + ` FROM l JOIN users u ON u.id = l.user_id`
+
+// lockKey takes a transaction-level advisory lock on name. The names of
+// identities and unionids carry different prefixes, so they never share a
+// key but by a 64-bit hash collision.
+const lockKey = `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`
+
+// LinkWeChatIdentity records a login and returns the identity's user,
+// filling in id's UserID, UnionID (as stored) and timestamps. See the
+// comment above linkColumns for why it is race-free.
+func (s *Store) LinkWeChatIdentity(ctx context.Context, id *storage.WeChatIdentity, newUserID string) (*storage.User, error) {
+	stamp := now()
+	args := []any{id.AppID, id.OpenID, id.SessionKey, nullString(id.UnionID), stamp}
+	u, err := scanLink(s.db(ctx).QueryRow(ctx, linkSame, args...), id)
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return u, recordErr("link wechat identity", err)
+	}
+	var beginner interface {
+		Begin(context.Context) (pgx.Tx, error)
+	} = s.pool
+	if st, ok := txFrom(ctx); ok {
+		// pgx makes Begin on a transaction a savepoint.
+		beginner = st.tx
+	}
+	err = pgx.BeginFunc(ctx, beginner, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, lockKey, "wechat identity "+id.AppID+" "+id.OpenID); err != nil {
+			return err
+		}
+		if id.UnionID != "" {
+			if _, err := tx.Exec(ctx, lockKey, "wechat union "+id.UnionID); err != nil {
+				return err
+			}
+		}
+		u, err = scanLink(tx.QueryRow(ctx, linkKnown, args...), id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			u, err = linkNew(ctx, tx, id, newUserID, stamp)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, recordErr("link wechat identity", err)
+	}
+	return u, nil
+}
+
+// linkNew inserts an identity not known yet, under the locks: it joins the
+// user holding its unionid, or gets a new user (who then holds the
+// unionid).
+func linkNew(ctx context.Context, tx pgx.Tx, id *storage.WeChatIdentity, newUserID string, stamp time.Time) (*storage.User, error) {
+	var u *storage.User
+	if id.UnionID != "" {
+		var holder string
+		err := tx.QueryRow(ctx, `SELECT user_id FROM wechat_unions WHERE union_id = $1`, id.UnionID).Scan(&holder)
+		switch {
+		case err == nil:
+			if u, err = getUser(ctx, tx, holder); err != nil {
+				return nil, err
+			}
+		case !errors.Is(err, pgx.ErrNoRows):
+			return nil, err
+		}
+	}
+	if u == nil {
+		u = &storage.User{ID: newUserID, CreatedAt: stamp, UpdatedAt: stamp}
+		_, err := tx.Exec(ctx, `INSERT INTO users (id, created_at, updated_at) VALUES ($1, $2, $2)`, newUserID, stamp)
+		if err != nil {
+			return nil, err
+		}
+		if id.UnionID != "" {
+			_, err := tx.Exec(ctx, `INSERT INTO wechat_unions (union_id, user_id, created_at) VALUES ($1, $2, $3)`,
+				id.UnionID, newUserID, stamp)
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO wechat_identities
+		(app_id, open_id, union_id, user_id, session_key, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $6)`,
+		id.AppID, id.OpenID, nullString(id.UnionID), u.ID, id.SessionKey, stamp)
+	if err != nil {
+		return nil, err
+	}
+	id.UserID, id.CreatedAt, id.UpdatedAt = u.ID, stamp, stamp
+	return u, nil
+}
+
+// scanLink reads a row of linkColumns into id and a new user.
+func scanLink(row pgx.Row, id *storage.WeChatIdentity) (*storage.User, error) {
+	var (
+		u              storage.User
+		unionID, phone *string
+	)
+	err := row.Scan(&unionID, &u.ID, &id.CreatedAt, &id.UpdatedAt, &phone, &u.CreatedAt, &u.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	id.UnionID, id.UserID = deref(unionID), u.ID
+	id.CreatedAt, id.UpdatedAt = id.CreatedAt.UTC(), id.UpdatedAt.UTC()
+	u.PhoneNumber = deref(phone)
+	u.CreatedAt, u.UpdatedAt = u.CreatedAt.UTC(), u.UpdatedAt.UTC()
+	return &u, nil
+}
+
+// GetUser returns the user or storage.ErrNotFound.
+func (s *Store) GetUser(ctx context.Context, id string) (*storage.User, error) {
+	u, err := getUser(ctx, s.db(ctx), id)
+	if err != nil {
+		return nil, recordErr("get user", err)
+	}
+	return u, nil
+}
+
+// getUser reads a user through q, untranslated.
+func getUser(ctx context.Context, q querier, id string) (*storage.User, error) {
+	var (
+		u     = storage.User{ID: id}
+		phone *string
+	)
+	err := q.QueryRow(ctx, `SELECT phone_number, created_at, updated_at FROM users WHERE id = $1`, id).
+		Scan(&phone, &u.CreatedAt, &u.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	u.PhoneNumber = deref(phone)
+	u.CreatedAt, u.UpdatedAt = u.CreatedAt.UTC(), u.UpdatedAt.UTC()
+	return &u, nil
+}
+
+// GetWeChatIdentity returns the identity or storage.ErrNotFound.
+func (s *Store) GetWeChatIdentity(ctx context.Context, appID, openID string) (*storage.WeChatIdentity, error) {
+	var (
+		id      = storage.WeChatIdentity{AppID: appID, OpenID: openID}
+		unionID *string
+	)
+	err := s.db(ctx).QueryRow(ctx, `SELECT union_id, user_id, session_key, created_at, updated_at
+		FROM wechat_identities WHERE app_id = $1 AND open_id = $2`, appID, openID).
+		Scan(&unionID, &id.UserID, &id.SessionKey, &id.CreatedAt, &id.UpdatedAt)
+	if err != nil {
+		return nil, recordErr("get wechat identity", err)
+	}
+	id.UnionID = deref(unionID)
+	id.CreatedAt, id.UpdatedAt = id.CreatedAt.UTC(), id.UpdatedAt.UTC()
+	return &id, nil
+}
+
+// SetUserPhone stores a verified phone number (an empty one clears it);
+// storage.ErrNotFound if there is no such user.
+func (s *Store) SetUserPhone(ctx context.Context, userID, phone string) error {
+	tag, err := s.db(ctx).Exec(ctx, `UPDATE users SET phone_number = $2, updated_at = $3 WHERE id = $1`,
+		userID, nullString(phone), now())
+	if err != nil {
+		return recordErr("set user phone", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("postgres: set user phone: %w", storage.ErrNotFound)
+	}
+	return nil
+}
+
+// nullString stores "" as NULL, for optional text columns.
+func nullString(v string) *string {
+	if v == "" {
+		return nil
+	}
+	return &v
+}
+
+// deref is the inverse of nullString.
+func deref(v *string) string {
+	if v == nil {
+		return ""
+	}
+	return *v
+}
