@@ -71,7 +71,7 @@ func TestConcurrentUp(t *testing.T) {
 	}
 	for _, table := range []string{"clients", "signing_keys", "oauth2_access_tokens", "oauth2_refresh_tokens",
 		"oauth2_authorization_codes", "oauth2_pkce_requests", "oauth2_oidc_sessions", "client_assertion_jtis",
-		"users", "wechat_identities", "wechat_unions", "wechat_codes", "wechat_tokens"} {
+		"users", "wechat_identities", "wechat_unions", "wechat_codes", "wechat_tokens", "leases"} {
 		var exists bool
 		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
 			t.Fatal(err)
@@ -111,7 +111,7 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("Status after Up: %v", err)
 	}
 	if strings.Contains(after.String(), "pending") || !strings.Contains(after.String(), "00001_init.sql") ||
-		!strings.Contains(after.String(), "00002_wechat.sql") {
+		!strings.Contains(after.String(), "00002_wechat.sql") || !strings.Contains(after.String(), "00003_lifecycle.sql") {
 		t.Errorf("Status after Up:\n%s\nwant every migration applied", after.String())
 	}
 }

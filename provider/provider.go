@@ -49,9 +49,10 @@ type Deps struct {
 
 // Provider is wxidp's OAuth2 engine.
 type Provider struct {
-	oauth fosite.OAuth2Provider
-	cfg   Config
-	users storage.UserStore
+	oauth   fosite.OAuth2Provider
+	cfg     Config
+	users   storage.UserStore
+	clients fosite.ClientManager
 }
 
 // ErrConfig reports an unusable provider configuration.
@@ -61,7 +62,9 @@ var ErrConfig = errors.New("provider: invalid configuration")
 const TokenPath = "/oauth2/token"
 
 // GrantTypes lists the grants this provider serves, for discovery.
-var GrantTypes = []string{GrantTypeWeChatCode, "client_credentials", "refresh_token"}
+func GrantTypes() []string {
+	return []string{GrantTypeWeChatCode, "client_credentials", "refresh_token"}
+}
 
 // New composes fosite.
 func New(cfg Config, d Deps) (*Provider, error) {
@@ -102,7 +105,7 @@ func New(cfg Config, d Deps) (*Provider, error) {
 	strategy := &compose.CommonStrategy{CoreStrategy: core, OpenIDConnectTokenStrategy: oidc, Signer: d.Signer}
 	grant := &wechatGrant{
 		cfg: fc, store: d.Store, wx: d.WeChat, cipher: d.Cipher, log: d.Log, now: d.Now,
-		tokens: &appTokens{store: d.Store, wx: d.WeChat, cipher: d.Cipher, now: d.Now},
+		tokens: newAppTokens(d.Store, d.WeChat, d.Cipher, d.Now),
 		access: &oauth2.HandleHelper{AccessTokenStrategy: core, AccessTokenStorage: d.Store, Config: fc},
 		rt:     core,
 		idt:    &openid.IDTokenHandleHelper{IDTokenStrategy: oidc},
@@ -115,8 +118,9 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		compose.OpenIDConnectRefreshFactory,
 		// Validates access tokens against storage too, so revoked tokens fail.
 		compose.OAuth2TokenIntrospectionFactory,
+		compose.OAuth2TokenRevocationFactory,
 	)
-	return &Provider{oauth: oauth, cfg: cfg, users: d.Store}, nil
+	return &Provider{oauth: oauth, cfg: cfg, users: d.Store, clients: d.Store}, nil
 }
 
 // Token runs the token endpoint: authenticates the client, applies the

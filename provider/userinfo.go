@@ -13,6 +13,10 @@ import (
 // revoked (RFC 6750 invalid_token).
 var ErrInvalidToken = errors.New("invalid token")
 
+// ErrInsufficientScope means the token is valid but lacks the openid scope
+// that OpenID Connect requires of the userinfo endpoint.
+var ErrInsufficientScope = errors.New("insufficient scope")
+
 // UserInfo returns the OpenID Connect claims an access token's scopes allow:
 // always sub; phone_number and phone_number_verified with scope phone.
 func (p *Provider) UserInfo(ctx context.Context, token string) (map[string]any, error) {
@@ -26,6 +30,9 @@ func (p *Provider) UserInfo(ctx context.Context, token string) (map[string]any, 
 	sess, ok := ar.GetSession().(*Session)
 	if !ok || sess.Subject == "" {
 		return nil, ErrInvalidToken
+	}
+	if !ar.GetGrantedScopes().Has(ScopeOpenID) {
+		return nil, ErrInsufficientScope
 	}
 	claims := map[string]any{"sub": sess.Subject}
 	if !ar.GetGrantedScopes().Has(ScopePhone) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -12,26 +13,55 @@ import (
 	"github.com/wxidp/wxidp/storage"
 )
 
-// Refresh timing for WeChat access tokens: refreshed when less than
-// tokenRefreshBefore remains; a refresh lease lasts leaseFor; a process that
-// finds another's lease polls for the new token up to waitFor.
+// Refresh timing for WeChat access tokens. A stored token is used until
+// expirySkew before it expires. In its last refreshBefore, the process that
+// wins the lease asks WeChat again (at most once per recheckEvery: the
+// stable_token API returns the same token until it is replaced) while every
+// other process keeps using the stored one. Only without a usable token do
+// callers wait, up to waitFor, for the refresher.
 const (
-	tokenRefreshBefore = 5 * time.Minute
-	leaseFor           = 15 * time.Second
-	waitFor            = 6 * time.Second
-	pollEvery          = 50 * time.Millisecond
+	expirySkew    = 30 * time.Second
+	refreshBefore = 5 * time.Minute
+	recheckEvery  = time.Minute
+	leaseFor      = 10 * time.Second
+	waitFor       = 6 * time.Second
+	pollEvery     = 50 * time.Millisecond
 )
 
 // appTokens keeps one WeChat access token per appid in the database, shared
-// by every process: each refresh of a stable token with force_refresh
-// invalidates the previous one, so uncoordinated processes would keep
-// breaking each other's (the classic multi-instance bug). A lease row, not a
-// held lock, elects the refresher, so no connection waits on WeChat.
+// by every process: each refresh with force_refresh invalidates the previous
+// token, so uncoordinated processes would keep breaking each other's (the
+// classic multi-instance bug). A lease row, not a held lock, elects the
+// refresher, so no connection waits on WeChat.
 type appTokens struct {
 	store  storage.WeChatTokenStore
 	wx     WeChatAPI
 	cipher Cipher
 	now    func() time.Time
+
+	mu      sync.Mutex
+	checked map[string]time.Time // appid -> when this process last asked WeChat
+}
+
+type storedToken struct {
+	token     string
+	expiresAt time.Time
+}
+
+func newAppTokens(store storage.WeChatTokenStore, wx WeChatAPI, cipher Cipher, now func() time.Time) *appTokens {
+	return &appTokens{store: store, wx: wx, cipher: cipher, now: now, checked: map[string]time.Time{}}
+}
+
+// recheckDue reports whether this process may ask WeChat about appID's
+// expiring token again, and notes that it does.
+func (a *appTokens) recheckDue(appID string, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if now.Sub(a.checked[appID]) < recheckEvery {
+		return false
+	}
+	a.checked[appID] = now
+	return true
 }
 
 // get returns a usable token for appID. stale, when set, is a token WeChat
@@ -40,20 +70,29 @@ type appTokens struct {
 func (a *appTokens) get(ctx context.Context, appID, secret, stale string) (string, error) {
 	deadline := a.now().Add(waitFor)
 	for {
-		tok, err := a.current(ctx, appID)
+		cur, err := a.load(ctx, appID)
 		if err != nil {
 			return "", err
 		}
-		if tok != "" && tok != stale {
-			return tok, nil
-		}
 		now := a.now()
+		usable := cur.token != "" && cur.token != stale && now.Add(expirySkew).Before(cur.expiresAt)
+		due := !usable || (now.Add(refreshBefore).After(cur.expiresAt) && a.recheckDue(appID, now))
+		if !due {
+			return cur.token, nil
+		}
 		won, err := a.store.LeaseWeChatTokenRefresh(ctx, appID, now, now.Add(leaseFor))
 		if err != nil {
 			return "", err
 		}
 		if won {
-			return a.refresh(ctx, appID, secret, stale != "")
+			fresh, err := a.refresh(ctx, appID, secret, stale != "" && cur.token == stale)
+			if err != nil && usable {
+				return cur.token, nil // WeChat failed; the old token still works
+			}
+			return fresh, err
+		}
+		if usable {
+			return cur.token, nil // another process is refreshing it
 		}
 		if now.After(deadline) {
 			return "", fmt.Errorf("%w: another process is refreshing the access token of %s", wechat.ErrUnavailable, appID)
@@ -66,23 +105,23 @@ func (a *appTokens) get(ctx context.Context, appID, secret, stale string) (strin
 	}
 }
 
-// current returns the stored token if it is not close to expiry, else "".
-func (a *appTokens) current(ctx context.Context, appID string) (string, error) {
+// load returns the stored token, or a zero value when there is none.
+func (a *appTokens) load(ctx context.Context, appID string) (storedToken, error) {
 	t, err := a.store.GetWeChatToken(ctx, appID)
 	if errors.Is(err, storage.ErrNotFound) {
-		return "", nil
+		return storedToken{}, nil
 	}
 	if err != nil {
-		return "", err
+		return storedToken{}, err
 	}
-	if len(t.Token) == 0 || a.now().Add(tokenRefreshBefore).After(t.ExpiresAt) {
-		return "", nil
+	if len(t.Token) == 0 {
+		return storedToken{}, nil
 	}
 	plain, err := a.cipher.Open(t.Token, wechatTokenAAD(appID))
 	if err != nil {
-		return "", err
+		return storedToken{}, err
 	}
-	return string(plain), nil
+	return storedToken{token: string(plain), expiresAt: t.ExpiresAt}, nil
 }
 
 func (a *appTokens) refresh(ctx context.Context, appID, secret string, force bool) (string, error) {

@@ -25,6 +25,12 @@ import (
 //     that request ID by a conditional update (zero rows, including a
 //     request ID that does not match: fosite.ErrNotFound) and deletes the
 //     access token that was issued with it; other tokens of the request stay.
+//   - Refresh grace period (a backend option, default 0): a refresh token
+//     rotated less than the grace period ago, whose grace was not yet used,
+//     reads as active (GetRefreshTokenSession returns it with a nil error)
+//     and RotateRefreshToken of it succeeds once, marking the grace used
+//     and deleting nothing; this lets a client that lost a response retry
+//     once without the chain being revoked. A revoked token has no grace.
 //   - RevokeRefreshToken(requestID) deactivates every refresh token of the
 //     request; RevokeAccessToken(requestID) deletes every access token of it.
 //     Neither fails when nothing matches.

@@ -105,6 +105,7 @@ type Store interface {
 	UserStore
 	WeChatCodeStore
 	WeChatTokenStore
+	Maintenance
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 }

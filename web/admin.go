@@ -180,7 +180,7 @@ func (a *admin) updateClient(c echo.Context) error {
 	if err != nil {
 		return clientError(err)
 	}
-	return c.JSON(http.StatusOK, toResponse(cl, req.ClientSecret))
+	return c.JSON(http.StatusOK, toResponse(cl, ""))
 }
 
 func (a *admin) deleteClient(c echo.Context) error {
@@ -249,10 +249,10 @@ func decodeJSON(c echo.Context, v any) error {
 func jsonError(err error) error {
 	var typeErr *json.UnmarshalTypeError
 	var syntaxErr *json.SyntaxError
-	var tooLarge *echo.HTTPError
+	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		return err
+		return echo.ErrStatusRequestEntityTooLarge
 	case errors.As(err, &typeErr):
 		return newAPIError(http.StatusBadRequest, "invalid_request",
 			fmt.Sprintf("Field %q must be %s.", typeErr.Field, jsonKind(typeErr.Type.Kind().String())))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,6 +21,13 @@ type TokenEndpoint interface {
 	Token(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error)
 	WriteAccessError(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, err error)
 	WriteAccessResponse(ctx context.Context, w http.ResponseWriter, ar fosite.AccessRequester, resp fosite.AccessResponder)
+}
+
+// TokenLifecycle answers revocation (RFC 7009) and introspection (RFC 7662).
+type TokenLifecycle interface {
+	Revoke(ctx context.Context, r *http.Request) error
+	WriteRevocationResponse(ctx context.Context, w http.ResponseWriter, err error)
+	Introspect(ctx context.Context, r *http.Request) (*provider.Introspection, error)
 }
 
 // UserInfoSource answers /userinfo; it returns provider.ErrInvalidToken for
@@ -45,8 +53,13 @@ type PublicConfig struct {
 	Log        *slog.Logger
 	Tokens     TokenEndpoint
 	UserInfo   UserInfoSource
-	Keys       KeySet
-	Store      Pinger
+	Lifecycle  TokenLifecycle
+	RateLimit  RateLimit
+	// TrustedProxies are the load balancers whose X-Forwarded-For is
+	// believed when telling clients apart.
+	TrustedProxies []*net.IPNet
+	Keys           KeySet
+	Store          Pinger
 }
 
 // Cache lifetimes of the public documents. The JWKS lifetime bounds how long
@@ -69,12 +82,15 @@ func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
 	if p.discovery, err = json.Marshal(p.discoveryDoc()); err != nil {
 		return nil, err
 	}
-	e := newEcho(cfg.Log, isHTTPS(cfg.Issuer))
-	e.POST("/oauth2/token", p.token)
+	e := newEcho(cfg.Log, isHTTPS(cfg.Issuer), cfg.TrustedProxies...)
+	limits := cfg.RateLimit.middleware()
+	e.POST("/oauth2/token", p.token, limits...)
+	e.POST("/oauth2/revoke", p.revoke, limits...)
+	e.POST("/oauth2/introspect", p.introspect, limits...)
+	e.GET("/userinfo", p.userinfo, limits...)
+	e.POST("/userinfo", p.userinfo, limits...)
 	e.GET("/.well-known/jwks.json", p.jwks)
 	e.GET("/.well-known/openid-configuration", p.openidConfiguration)
-	e.GET("/userinfo", p.userinfo)
-	e.POST("/userinfo", p.userinfo)
 	e.GET("/healthz", p.healthz)
 	e.GET("/readyz", p.readyz)
 	return e, nil
@@ -84,22 +100,51 @@ func (p *public) token(c echo.Context) error {
 	ctx := c.Request().Context()
 	ar, resp, err := p.Tokens.Token(ctx, c.Request())
 	if err != nil {
-		rfc := fosite.ErrorToRFC6749Error(err)
-		if rfc.CodeField == http.StatusUnauthorized {
-			// RFC 6749 §5.2: a failed client authentication names the scheme.
-			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Basic realm="wxidp", charset="UTF-8"`)
-		}
-		if rfc.CodeField == http.StatusTooManyRequests {
-			c.Response().Header().Set("Retry-After", "60")
-		}
-		if rfc.CodeField >= http.StatusInternalServerError {
-			p.Log.Error("token endpoint", "request_id", requestID(c), "err", rfc.Error(), "cause", rfc.Cause())
-		}
+		p.oauthError(c, "token endpoint", err)
 		p.Tokens.WriteAccessError(ctx, c.Response(), ar, err)
 		return nil
 	}
 	p.Tokens.WriteAccessResponse(ctx, c.Response(), ar, resp)
 	return nil
+}
+
+func (p *public) revoke(c echo.Context) error {
+	ctx := c.Request().Context()
+	err := p.Lifecycle.Revoke(ctx, c.Request())
+	if err != nil {
+		p.oauthError(c, "revocation endpoint", err)
+	}
+	p.Lifecycle.WriteRevocationResponse(ctx, c.Response(), err)
+	return nil
+}
+
+func (p *public) introspect(c echo.Context) error {
+	ctx := c.Request().Context()
+	res, err := p.Lifecycle.Introspect(ctx, c.Request())
+	if err != nil {
+		p.oauthError(c, "introspection endpoint", err)
+		p.Tokens.WriteAccessError(ctx, c.Response(), nil, err)
+		return nil
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	return c.JSON(http.StatusOK, res)
+}
+
+// oauthError sets the headers an RFC 6749 error answer needs before fosite
+// writes it, and logs server-side failures with their cause (client errors
+// only reach the access log).
+func (p *public) oauthError(c echo.Context, where string, err error) {
+	rfc := fosite.ErrorToRFC6749Error(err)
+	switch rfc.CodeField {
+	case http.StatusUnauthorized:
+		// RFC 6749 §5.2: a failed client authentication names the scheme.
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Basic realm="wxidp", charset="UTF-8"`)
+	case http.StatusTooManyRequests:
+		c.Response().Header().Set("Retry-After", "60")
+	}
+	if rfc.CodeField >= http.StatusInternalServerError {
+		p.Log.Error(where, "request_id", requestID(c), "err", rfc.Error(), "cause", rfc.Cause())
+	}
 }
 
 // userinfo answers RFC 6750 errors itself: the challenge must name
@@ -115,6 +160,10 @@ func (p *public) userinfo(c echo.Context) error {
 	if errors.Is(err, provider.ErrInvalidToken) {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
 		return newAPIError(http.StatusUnauthorized, "invalid_token", "The access token is missing, invalid, expired or revoked.")
+	}
+	if errors.Is(err, provider.ErrInsufficientScope) {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer error="insufficient_scope", scope="openid"`)
+		return newAPIError(http.StatusForbidden, "insufficient_scope", "The access token lacks the openid scope.")
 	}
 	if err != nil {
 		return err
@@ -142,16 +191,20 @@ func (p *public) openidConfiguration(c echo.Context) error {
 // discoveryDoc lists only what is implemented.
 func (p *public) discoveryDoc() map[string]any {
 	return map[string]any{
-		"issuer":                                p.Issuer,
-		"token_endpoint":                        p.Issuer + "/oauth2/token",
-		"jwks_uri":                              p.Issuer + "/.well-known/jwks.json",
-		"userinfo_endpoint":                     p.Issuer + "/userinfo",
-		"grant_types_supported":                 p.GrantTypes,
-		"token_endpoint_auth_methods_supported": []string{"none", "client_secret_basic", "client_secret_post"},
-		"scopes_supported":                      []string{"openid", "offline_access", "profile", "phone"},
-		"subject_types_supported":               []string{"public"},
-		"id_token_signing_alg_values_supported": []string{"RS256"},
-		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "amr", "at_hash", "phone_number", "phone_number_verified"},
+		"issuer":                 p.Issuer,
+		"token_endpoint":         p.Issuer + "/oauth2/token",
+		"jwks_uri":               p.Issuer + "/.well-known/jwks.json",
+		"userinfo_endpoint":      p.Issuer + "/userinfo",
+		"revocation_endpoint":    p.Issuer + "/oauth2/revoke",
+		"introspection_endpoint": p.Issuer + "/oauth2/introspect",
+		"revocation_endpoint_auth_methods_supported":    []string{"none", "client_secret_basic", "client_secret_post"},
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic"},
+		"grant_types_supported":                         p.GrantTypes,
+		"token_endpoint_auth_methods_supported":         []string{"none", "client_secret_basic", "client_secret_post"},
+		"scopes_supported":                              []string{"openid", "offline_access", "profile", "phone"},
+		"subject_types_supported":                       []string{"public"},
+		"id_token_signing_alg_values_supported":         []string{"RS256"},
+		"claims_supported":                              []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "amr", "at_hash", "phone_number", "phone_number_verified"},
 	}
 }
 

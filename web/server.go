@@ -2,6 +2,7 @@ package web
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,11 +16,22 @@ import (
 // MaxFormBytes caps request bodies; larger bodies get 413.
 const MaxFormBytes = 64 << 10
 
-func newEcho(log *slog.Logger, hsts bool) *echo.Echo {
+func newEcho(log *slog.Logger, hsts bool, trustedProxies ...*net.IPNet) *echo.Echo {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(log)
+	// The peer address, not X-Forwarded-For: that header is the client's to
+	// forge, and rate limits key on the IP. Behind load balancers, their
+	// ranges are trusted to append the real client to X-Forwarded-For.
+	e.IPExtractor = echo.ExtractIPDirect()
+	if len(trustedProxies) > 0 {
+		opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, n := range trustedProxies {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
+	}
 	e.Use(
 		middleware.RequestID(),
 		accessLog(log),
@@ -31,7 +43,7 @@ func newEcho(log *slog.Logger, hsts bool) *echo.Echo {
 			},
 		}),
 		securityHeaders(hsts),
-		middleware.BodyLimit("64K"),
+		limitBody,
 	)
 	return e
 }
@@ -55,6 +67,30 @@ func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 			)
 			return nil
 		}
+	}
+}
+
+// limitBody caps every request body at MaxFormBytes and answers 413 when
+// it is exceeded, whether or not the client sent a Content-Length. Form
+// bodies are parsed here, before fosite reads them, because fosite turns a
+// read error into a 400; the parsed form is what fosite then uses.
+func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.ContentLength > MaxFormBytes {
+			return echo.ErrStatusRequestEntityTooLarge
+		}
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, MaxFormBytes)
+		if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get(echo.HeaderContentType), echo.MIMEApplicationForm) {
+			if err := r.ParseForm(); err != nil {
+				var tooLarge *http.MaxBytesError
+				if errors.As(err, &tooLarge) {
+					return echo.ErrStatusRequestEntityTooLarge
+				}
+				return newAPIError(http.StatusBadRequest, "invalid_request", "The form body is malformed.")
+			}
+		}
+		return next(c)
 	}
 }
 

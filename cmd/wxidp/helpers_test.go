@@ -50,6 +50,8 @@ func testConfig(dsn string) serveConfig {
 		KeyReload:       time.Minute,
 		WeChatAPIBase:   "http://127.0.0.1:1",
 		WeChatTimeout:   5 * time.Second,
+		// Tests fire bursts from one address; TestRateLimits sets limits.
+		RateIP: 0, RateClient: 0,
 	}
 }
 
@@ -215,4 +217,17 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// decodeDo sends req and decodes a JSON object answer.
+func decodeDo(t testing.TB, req *http.Request) (int, map[string]any) {
+	t.Helper()
+	status, raw := do(t, req)
+	var m map[string]any
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &m); err != nil {
+			t.Fatalf("non-JSON answer %q", raw)
+		}
+	}
+	return status, m
 }

@@ -14,7 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
+	"github.com/wxidp/wxidp/janitor"
 	"github.com/wxidp/wxidp/keys"
 	"github.com/wxidp/wxidp/provider"
 	"github.com/wxidp/wxidp/provider/wechat"
@@ -41,6 +43,15 @@ type serveConfig struct {
 	RefreshTokenTTL time.Duration
 	IDTokenTTL      time.Duration
 	KeyReload       time.Duration
+	RefreshGrace    time.Duration
+	JanitorEvery    time.Duration
+	RateIP          float64
+	RateIPBurst     int
+	RateClient      float64
+	RateClientBurst int
+	TrustedProxies  []net.IPNet
+	JanitorBatch    int
+	InactiveKeep    time.Duration
 	// publicLn and adminLn, when set, replace listening on the addresses
 	// (tests listen on port 0 first, to know the issuer URL).
 	publicLn, adminLn net.Listener
@@ -70,7 +81,19 @@ func newServeCmd() *cobra.Command {
 	fs.DurationVar(&cfg.RefreshTokenTTL, "refresh-token-ttl", 720*time.Hour, "refresh token lifetime")
 	fs.DurationVar(&cfg.IDTokenTTL, "id-token-ttl", time.Hour, "ID token lifetime")
 	fs.DurationVar(&cfg.KeyReload, "key-reload-interval", 10*time.Second, "how often signing keys are reloaded from storage")
+	fs.DurationVar(&cfg.RefreshGrace, "refresh-grace", 0, "how long a rotated refresh token may be retried once (lost responses); 0 disables")
+	fs.DurationVar(&cfg.JanitorEvery, "janitor-interval", 15*time.Minute, "how often serve purges expired rows (one process at a time); 0 disables")
+	addJanitorFlags(cmd, &cfg.JanitorBatch, &cfg.InactiveKeep)
+	fs.Float64Var(&cfg.RateIP, "rate-limit-ip", 10, "OAuth requests per second per client IP and process; 0 disables")
+	fs.IntVar(&cfg.RateIPBurst, "rate-limit-ip-burst", 30, "burst above --rate-limit-ip")
+	fs.Float64Var(&cfg.RateClient, "rate-limit-client", 100, "OAuth requests per second per client_id and process; 0 disables")
+	fs.IntVar(&cfg.RateClientBurst, "rate-limit-client-burst", 200, "burst above --rate-limit-client")
+	fs.IPNetSliceVar(&cfg.TrustedProxies, "trusted-proxies", nil, "CIDRs of load balancers whose X-Forwarded-For is trusted")
 	for flag, env := range map[string]string{
+		"rate-limit-ip": "WXIDP_RATE_LIMIT_IP", "rate-limit-ip-burst": "WXIDP_RATE_LIMIT_IP_BURST",
+		"rate-limit-client": "WXIDP_RATE_LIMIT_CLIENT", "rate-limit-client-burst": "WXIDP_RATE_LIMIT_CLIENT_BURST",
+		"trusted-proxies": "WXIDP_TRUSTED_PROXIES",
+		"refresh-grace":   "WXIDP_REFRESH_GRACE", "janitor-interval": "WXIDP_JANITOR_INTERVAL",
 		"issuer": "WXIDP_ISSUER", "public-addr": "WXIDP_PUBLIC_ADDR", "admin-addr": "WXIDP_ADMIN_ADDR",
 		"secrets": "WXIDP_SECRETS", "admin-token": "WXIDP_ADMIN_TOKEN", "wechat-api-base": "WXIDP_WECHAT_API_BASE", "wechat-timeout": "WXIDP_WECHAT_TIMEOUT",
 		"access-token-ttl": "WXIDP_ACCESS_TOKEN_TTL", "refresh-token-ttl": "WXIDP_REFRESH_TOKEN_TTL",
@@ -109,14 +132,14 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 
 	var store storage.Store
 	if cfg.DatabaseURL == "" {
-		store = memory.New()
+		store = memory.New(memory.WithRefreshGrace(cfg.RefreshGrace))
 	} else {
 		pool, err := postgres.Open(ctx, cfg.DatabaseURL)
 		if err != nil {
 			return fmt.Errorf("connect to database: %w", err)
 		}
 		defer pool.Close()
-		store = postgres.New(pool)
+		store = postgres.New(pool, postgres.WithRefreshGrace(cfg.RefreshGrace))
 	}
 
 	km := keys.NewManager(store, cipher, log)
@@ -162,7 +185,12 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 	}
 
 	public, err := web.NewPublic(web.PublicConfig{
-		Issuer: cfg.Issuer, GrantTypes: provider.GrantTypes, Log: log, Tokens: prov, UserInfo: prov, Keys: km, Store: store,
+		Issuer: cfg.Issuer, GrantTypes: provider.GrantTypes(), Log: log, Tokens: prov, UserInfo: prov, Lifecycle: prov, Keys: km, Store: store,
+		RateLimit: web.RateLimit{
+			PerIP: rate.Limit(cfg.RateIP), PerIPBurst: cfg.RateIPBurst,
+			PerClient: rate.Limit(cfg.RateClient), PerClientBurst: cfg.RateClientBurst,
+		},
+		TrustedProxies: ipNets(cfg.TrustedProxies),
 	})
 	if err != nil {
 		return err
@@ -178,6 +206,10 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { km.Run(gctx, cfg.KeyReload); return nil })
+	if cfg.JanitorEvery > 0 {
+		j := janitor.New(store, janitor.Options{Batch: cfg.JanitorBatch, InactiveRetention: cfg.InactiveKeep, Log: log})
+		g.Go(func() error { j.Loop(gctx, cfg.JanitorEvery); return nil })
+	}
 	g.Go(func() error { return web.Serve(gctx, publicLn, public) })
 	g.Go(func() error { return web.Serve(gctx, adminLn, admin) })
 	log.Info("wxidp serving", "public", publicLn.Addr().String(), "admin", adminLn.Addr().String(), "issuer", cfg.Issuer, "dev", cfg.Dev)
@@ -215,6 +247,9 @@ func (cfg *serveConfig) validate() error {
 	} else if len(cfg.AdminToken) < 16 {
 		missing = append(missing, errors.New("WXIDP_ADMIN_TOKEN must be at least 16 characters"))
 	}
+	if cfg.RefreshGrace < 0 || cfg.JanitorEvery < 0 {
+		missing = append(missing, errors.New("the refresh grace and the janitor interval cannot be negative"))
+	}
 	if cfg.AccessTokenTTL <= 0 || cfg.RefreshTokenTTL <= 0 || cfg.IDTokenTTL <= 0 || cfg.KeyReload <= 0 || cfg.WeChatTimeout <= 0 {
 		missing = append(missing, errors.New("token lifetimes, the key reload interval and the WeChat timeout must be positive"))
 	}
@@ -250,7 +285,8 @@ func printDevCredentials(ctx context.Context, out io.Writer, cfg serveConfig, cl
 		Audience:   []string{"https://api.example.com"},
 	})
 	if errors.Is(err, storage.ErrAlreadyExists) {
-		return nil // a persistent dev database already has them
+		secret = "(unchanged: the demo client already exists in this database)"
+		demo, err = clients.Get(ctx, "demo")
 	}
 	if err != nil {
 		return err
@@ -277,7 +313,7 @@ Try:
 		Scope:                   "openid offline_access profile phone",
 		WeChatAppID:             appID,
 		WeChatAppSecret:         appSecret,
-	}); err != nil {
+	}); err != nil && !errors.Is(err, storage.ErrAlreadyExists) {
 		return err
 	}
 	_, err = fmt.Fprintf(out, `Mini-program login against the fake WeChat at %[1]s (appid %[2]s):
@@ -285,6 +321,14 @@ Try:
   curl -s -d grant_type=%[3]s -d client_id=demo-miniprogram -d "code=$code" -d 'scope=openid offline_access' %[4]s/oauth2/token
 `, cfg.WeChatAPIBase, appID, provider.GrantTypeWeChatCode, cfg.Issuer)
 	return err
+}
+
+func ipNets(in []net.IPNet) []*net.IPNet {
+	out := make([]*net.IPNet, len(in))
+	for i := range in {
+		out[i] = &in[i]
+	}
+	return out
 }
 
 func randomString(n int) (string, error) {

@@ -166,9 +166,14 @@ func TestWeChatLoginEndToEnd(t *testing.T) {
 	// Userinfo answers for the user; the access token the refresh replaced
 	// no longer works.
 	req, _ := http.NewRequest(http.MethodGet, e.issuer+"/userinfo", nil)
-	req.Header.Set("Authorization", "Bearer "+again["access_token"].(string))
+	req.Header.Set("Authorization", "Bearer "+ref["access_token"].(string))
 	if status, out := do(t, req); status != 200 || !strings.Contains(string(out), sub) {
 		t.Fatalf("userinfo: %d %s", status, out)
+	}
+	// Without the openid scope, userinfo is refused (OIDC Core §5.3).
+	req.Header.Set("Authorization", "Bearer "+again["access_token"].(string))
+	if status, _ := do(t, req); status != http.StatusForbidden {
+		t.Errorf("userinfo without openid: %d, want 403", status)
 	}
 	req.Header.Set("Authorization", "Bearer "+at)
 	if status, _ := do(t, req); status != 401 {

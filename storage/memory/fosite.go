@@ -51,6 +51,8 @@ func (s *Store) get(ctx context.Context, k kind, key string, session fosite.Sess
 	if ok {
 		r.rec = cloneRecord(r.rec)
 	}
+	// A refresh token in its grace period reads as active.
+	active := r.active || (k == refreshKind && s.inGrace(r, s.clockNow()))
 	s.mu.Unlock()
 	if !ok {
 		return nil, false, fosite.ErrNotFound
@@ -59,7 +61,7 @@ func (s *Store) get(ctx context.Context, k kind, key string, session fosite.Sess
 	if err != nil {
 		return nil, false, err
 	}
-	return req, r.active, nil
+	return req, active, nil
 }
 
 func (s *Store) remove(ctx context.Context, k kind, key string) error {
@@ -116,38 +118,57 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 
 // RotateRefreshToken deactivates the presented token only if it is still
 // active, all under one lock, so of several concurrent refreshes with the
-// same token exactly one wins.
+// same token exactly one wins. A token in its grace period is rotated once
+// more, spending the grace and deleting nothing (its access token went at
+// the rotation), so with a grace period exactly two win.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	t, err := s.lock(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
+	now := s.clockNow()
 	r, ok := s.rows[refreshKind][signature]
+	switch {
 	// A request ID that does not match means a caller bug; treating it as
 	// unknown keeps the token usable rather than burning someone else's.
-	if !ok || !r.active || r.rec.RequestID != requestID {
+	case !ok || r.rec.RequestID != requestID:
+		return fosite.ErrNotFound
+	case r.active:
+		r.active = false
+		r.deactivatedAt = now
+		put(t, s.rows[refreshKind], signature, r)
+		if r.accessSig != "" {
+			drop(t, s.rows[accessKind], r.accessSig)
+		}
+		return nil
+	case s.inGrace(r, now):
+		r.graceUsed = true
+		put(t, s.rows[refreshKind], signature, r)
+		return nil
+	default:
 		return fosite.ErrNotFound
 	}
-	r.active = false
-	put(t, s.rows[refreshKind], signature, r)
-	if r.accessSig != "" {
-		drop(t, s.rows[accessKind], r.accessSig)
-	}
-	return nil
 }
 
-// RevokeRefreshToken deactivates every refresh token of the request.
+// RevokeRefreshToken deactivates every refresh token of the request and
+// takes away the grace of rotated ones, whether or not it has run out yet
+// (the PostgreSQL backend must, for processes whose clocks differ; this one
+// follows it). A rotated token keeps its deactivation time.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
 	t, err := s.lock(ctx)
 	if err != nil {
 		return err
 	}
 	defer s.mu.Unlock()
+	now := s.clockNow()
 	m := s.rows[refreshKind]
 	for sig, r := range m {
-		if r.rec.RequestID == requestID && r.active {
-			r.active = false
+		if r.rec.RequestID == requestID && (r.active || !r.graceUsed) {
+			r.active, r.graceUsed = false, true
+			if r.deactivatedAt.IsZero() {
+				r.deactivatedAt = now
+			}
 			put(t, m, sig, r)
 		}
 	}

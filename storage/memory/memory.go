@@ -46,6 +46,12 @@ type row struct {
 	// accessSig is the access token issued with a refresh token, deleted when
 	// the refresh token is rotated.
 	accessSig string
+	// deactivatedAt is when a refresh token was rotated or revoked; zero
+	// while active.
+	deactivatedAt time.Time
+	// graceUsed is set when a refresh token's grace retry is spent or it is
+	// revoked: either way it has no grace left.
+	graceUsed bool
 }
 
 // Store is an in-memory storage.Store. The zero value is not usable: call New.
@@ -55,21 +61,59 @@ type Store struct {
 	keys    map[string]storage.SigningKey
 	rows    [numKinds]map[string]row
 	jtis    map[string]time.Time
+	leases  map[string]lease
 	userData
+	// Options, fixed by New.
+	grace time.Duration
+	clock func() time.Time
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithRefreshGrace sets the refresh grace period (storage.FositeStore): a
+// refresh token rotated less than d ago can be rotated once more, so a client
+// that lost the response to its refresh can retry. 0, the default, allows no
+// retry.
+func WithRefreshGrace(d time.Duration) Option {
+	return func(s *Store) { s.grace = max(0, d.Truncate(time.Microsecond)) }
+}
+
+// WithClock sets the clock that stamps refresh token deactivation and judges
+// the grace period against it (tests move it instead of sleeping). Other
+// timestamps keep the real time. The default is time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(s *Store) { s.clock = now }
 }
 
 // New returns an empty store.
-func New() *Store {
+func New(opts ...Option) *Store {
 	s := &Store{
 		clients:  map[string]storage.Client{},
 		keys:     map[string]storage.SigningKey{},
 		jtis:     map[string]time.Time{},
+		leases:   map[string]lease{},
 		userData: newUserData(),
+		clock:    time.Now,
 	}
 	for k := range s.rows {
 		s.rows[k] = map[string]row{}
 	}
+	for _, o := range opts {
+		o(s)
+	}
 	return s
+}
+
+// clockNow reads the store's clock at the precision PostgreSQL keeps, so both
+// backends judge the grace period alike.
+func (s *Store) clockNow() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+
+// inGrace reports whether r is a rotated refresh token whose grace is still
+// unused at now: rotated less than the grace period ago.
+func (s *Store) inGrace(r row, now time.Time) bool {
+	return s.grace > 0 && !r.active && !r.graceUsed && !r.deactivatedAt.IsZero() &&
+		r.deactivatedAt.After(now.Add(-s.grace))
 }
 
 // Ping always succeeds: there is nothing to reach.

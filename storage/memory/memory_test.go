@@ -2,6 +2,7 @@ package memory_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/wxidp/wxidp/storage"
 	"github.com/wxidp/wxidp/storage/memory"
@@ -10,4 +11,10 @@ import (
 
 func TestConformance(t *testing.T) {
 	storagetest.Run(t, func(*testing.T) storage.Store { return memory.New() })
+}
+
+func TestConformanceGrace(t *testing.T) {
+	storagetest.RunGrace(t, func(_ *testing.T, grace time.Duration, now func() time.Time) storage.Store {
+		return memory.New(memory.WithRefreshGrace(grace), memory.WithClock(now))
+	})
 }

@@ -159,3 +159,35 @@ func TestFositeConcurrentRefresh(t *testing.T) {
 		t.Errorf("%d of %d concurrent refreshes of one token succeeded, want exactly 1", wins, n)
 	}
 }
+
+// TestFositeRefreshGrace: with a grace period, a client that lost the
+// response to a refresh retries with the same token and gets new tokens
+// instead of a revoked chain; a third use of that token is still reuse.
+func TestFositeRefreshGrace(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, _, _ := postgrestest.NewStore(t, postgres.WithRefreshGrace(time.Minute))
+	p, strategy := refreshProvider(s)
+	rt1 := issueRefreshToken(t, ctx, s, strategy)
+
+	lost, err := refresh(ctx, p, rt1)
+	if err != nil || lost == "" {
+		t.Fatalf("first refresh: %q, %v", lost, err)
+	}
+	rt2, err := refresh(ctx, p, rt1)
+	if err != nil || rt2 == "" || rt2 == lost {
+		t.Fatalf("retry within the grace period: %q, %v; want a new token", rt2, err)
+	}
+	rt3, err := refresh(ctx, p, rt2)
+	if err != nil || rt3 == "" {
+		t.Fatalf("refresh with the retry's token: %q, %v", rt3, err)
+	}
+	if _, err := refresh(ctx, p, rt1); !errors.Is(err, fosite.ErrInvalidGrant) {
+		t.Fatalf("third use of a token: %v, want invalid_grant", err)
+	}
+	for name, rt := range map[string]string{"newest": rt3, "lost": lost} {
+		if _, err := refresh(ctx, p, rt); err == nil {
+			t.Errorf("refresh with the %s token after reuse was detected succeeded, want the chain revoked", name)
+		}
+	}
+}

@@ -23,18 +23,15 @@ type sessionTable struct {
 const recordColumns = `signature, request_id, requested_at, client_id, requested_scopes, granted_scopes,
 	requested_audience, granted_audience, form, session, subject, expires_at`
 
-// newSessionTable builds the statements for table. extraColumns are inserted
-// after the record columns (bound from $13 on). Tables without an active
-// column read as always active.
-func newSessionTable(what, table string, hasActive bool, extraColumns ...string) sessionTable {
+// newSessionTable builds the statements for table. active is the SQL
+// expression (over the table alias t) that get reports as the row's active
+// flag; it may use $2 and up, bound from get's args. extraColumns are
+// inserted after the record columns (bound from $13 on).
+func newSessionTable(what, table, active string, extraColumns ...string) sessionTable {
 	cols, vals := recordColumns, "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12"
 	for i, c := range extraColumns {
 		cols += ", " + c
 		vals += ", $" + strconv.Itoa(13+i)
-	}
-	active := "true"
-	if hasActive {
-		active = "t.active"
 	}
 	return sessionTable{
 		what:   what,
@@ -50,12 +47,19 @@ func newSessionTable(what, table string, hasActive bool, extraColumns ...string)
 	}
 }
 
+// refreshActive is a refresh token's active flag as callers see it: active,
+// or rotated after the grace cutoff $2 with its grace unused. IS TRUE turns
+// the NULLs of a NULL cutoff (no grace period) or of a token deactivated
+// before deactivated_at existed into false.
+const refreshActive = `(t.active OR (NOT t.grace_used AND t.deactivated_at > $2)) IS TRUE`
+
+// Tables without an active column read as always active.
 var (
-	accessTokens   = newSessionTable("access token", "oauth2_access_tokens", false)
-	refreshTokens  = newSessionTable("refresh token", "oauth2_refresh_tokens", true, "access_token_signature")
-	authorizeCodes = newSessionTable("authorize code", "oauth2_authorization_codes", true)
-	pkceRequests   = newSessionTable("pkce request", "oauth2_pkce_requests", false)
-	oidcSessions   = newSessionTable("openid connect session", "oauth2_oidc_sessions", false)
+	accessTokens   = newSessionTable("access token", "oauth2_access_tokens", "true")
+	refreshTokens  = newSessionTable("refresh token", "oauth2_refresh_tokens", refreshActive, "access_token_signature")
+	authorizeCodes = newSessionTable("authorize code", "oauth2_authorization_codes", "t.active")
+	pkceRequests   = newSessionTable("pkce request", "oauth2_pkce_requests", "true")
+	oidcSessions   = newSessionTable("openid connect session", "oauth2_oidc_sessions", "true")
 )
 
 // create flattens r under key and inserts it; expiry picks which of the
@@ -77,8 +81,8 @@ func (s *Store) create(ctx context.Context, t sessionTable, key string, r fosite
 // get loads the row under key and rebuilds its request, decoding the session
 // into session. active is false for a deactivated row; the request is
 // returned either way, since fosite needs it to revoke a reused token's
-// chain.
-func (s *Store) get(ctx context.Context, t sessionTable, key string, session fosite.Session) (_ *fosite.Request, active bool, _ error) {
+// chain. args are bound after key, for the table's active expression.
+func (s *Store) get(ctx context.Context, t sessionTable, key string, session fosite.Session, args ...any) (_ *fosite.Request, active bool, _ error) {
 	var (
 		rec     storage.RequestRecord
 		expires *time.Time
@@ -87,7 +91,7 @@ func (s *Store) get(ctx context.Context, t sessionTable, key string, session fos
 	dest := append([]any{&rec.Signature, &rec.RequestID, &rec.RequestedAt, &rec.ClientID,
 		&rec.RequestedScopes, &rec.GrantedScopes, &rec.RequestedAudience, &rec.GrantedAudience,
 		&rec.Form, &rec.Session, &rec.Subject, &expires, &active}, clientDest(&client)...)
-	if err := s.db(ctx).QueryRow(ctx, t.get, key).Scan(dest...); err != nil {
+	if err := s.db(ctx).QueryRow(ctx, t.get, append([]any{key}, args...)...).Scan(dest...); err != nil {
 		return nil, false, fositeErr("get "+t.what, err)
 	}
 	// Decoding happens here, after QueryRow has given the connection back.

@@ -15,15 +15,57 @@ import (
 
 var _ storage.Store = (*Store)(nil)
 
-// Store implements storage.Store on a pgx pool. It holds no state of its own,
-// so any number of processes can share one database.
+// Store implements storage.Store on a pgx pool. It holds no state of its own
+// beyond its options, so any number of processes can share one database
+// (they should agree on the grace period).
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	grace time.Duration
+	clock func() time.Time
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithRefreshGrace sets the refresh grace period (storage.FositeStore): a
+// refresh token rotated less than d ago can be rotated once more, so a client
+// that lost the response to its refresh can retry instead of having its
+// whole chain revoked as reuse. 0, the default, allows no retry. Keep it
+// short (seconds): it is a window in which a stolen token works once.
+func WithRefreshGrace(d time.Duration) Option {
+	return func(s *Store) { s.grace = max(0, d.Truncate(time.Microsecond)) }
+}
+
+// WithClock sets the clock that stamps refresh token deactivation and judges
+// the grace period against it (tests move it instead of sleeping). Other
+// timestamps keep the real time. The default is time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(s *Store) { s.clock = now }
 }
 
 // New returns a Store on pool. The caller owns the pool and closes it.
-func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool}
+func New(pool *pgxpool.Pool, opts ...Option) *Store {
+	s := &Store{pool: pool, clock: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// now reads the store's clock at the precision timestamptz keeps, so a
+// deactivation time compares the same in Go and in the database.
+func (s *Store) clockNow() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+
+// graceCutoff is the deactivation time after which an inactive refresh token
+// still has its grace, or nil (SQL NULL, which matches no row) with no grace
+// period: then nothing but the active flag counts, exactly as before grace
+// periods existed, whatever clocks other processes stamped rows with.
+func (s *Store) graceCutoff(now time.Time) *time.Time {
+	if s.grace <= 0 {
+		return nil
+	}
+	c := now.Add(-s.grace)
+	return &c
 }
 
 // Ping checks the database answers (readiness).

@@ -36,9 +36,10 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, signature, access
 // GetRefreshTokenSession returns the request behind a refresh token. For a
 // deactivated token it returns the request and fosite.ErrInactiveToken:
 // fosite treats that as reuse and revokes the request's tokens, and it
-// dereferences the request to do so.
+// dereferences the request to do so. A token still in its grace period reads
+// as active.
 func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
-	req, active, err := s.get(ctx, refreshTokens, signature, session)
+	req, active, err := s.get(ctx, refreshTokens, signature, session, s.graceCutoff(s.clockNow()))
 	if err != nil {
 		return nil, err
 	}
@@ -56,21 +57,34 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 // rotateRefreshToken deactivates the presented refresh token only if it is
 // still active, and deletes the access token issued with it, in one
 // statement: a concurrent rotation of the same token blocks on the row lock,
-// then finds it inactive and matches nothing. Reading the flag and writing it
-// in separate statements would let both refreshes win (each issuing tokens)
-// and the next reuse check revoke the winner's chain. Being one statement, it
-// is atomic with or without the caller's transaction, and costs one round
-// trip.
+// then re-checks the WHERE against the committed row and matches nothing.
+// Reading the flag and writing it in separate statements would let both
+// refreshes win (each issuing tokens) and the next reuse check revoke the
+// winner's chain. Being one statement, it is atomic with or without the
+// caller's transaction, and costs one round trip.
+//
+// With a grace period ($4, the cutoff, not NULL) the same statement also
+// matches a token rotated after the cutoff whose grace is unused, and spends
+// the grace: of concurrent rotations of a fresh token, the first rotates, the
+// second (re-checking the committed row) uses the grace, the rest match
+// nothing. SET sees the row as it was, so grace_used = NOT active is true
+// exactly for a grace use, and RETURNING hands back the new value: the grace
+// use deletes nothing (its access token went at the rotation, and the
+// signature may have been reissued since) and keeps its deactivation time,
+// so the grace is measured from the real rotation.
 //
 // The data-modifying CTE's DELETE sees the UPDATE's RETURNING rows, not its
 // effect on the table, which is all it needs.
 const rotateRefreshToken = `WITH rotated AS (
-		UPDATE oauth2_refresh_tokens SET active = false
-		WHERE signature = $1 AND request_id = $2 AND active
-		RETURNING access_token_signature
+		UPDATE oauth2_refresh_tokens SET active = false,
+			deactivated_at = CASE WHEN active THEN $3 ELSE deactivated_at END,
+			grace_used = NOT active
+		WHERE signature = $1 AND request_id = $2
+			AND (active OR (NOT grace_used AND deactivated_at > $4))
+		RETURNING access_token_signature, grace_used
 	), deleted AS (
 		DELETE FROM oauth2_access_tokens a USING rotated r
-		WHERE a.signature = r.access_token_signature
+		WHERE a.signature = r.access_token_signature AND NOT r.grace_used
 	)
 	SELECT count(*) FROM rotated`
 
@@ -78,13 +92,16 @@ const rotateRefreshToken = `WITH rotated AS (
 // deletes the access token issued with it; other tokens of the request stay
 // valid. An unknown or already inactive token is fosite.ErrNotFound, which
 // fosite answers with "retry", so the loser of two concurrent refreshes of
-// one token neither issues tokens nor revokes the winner's.
+// one token neither issues tokens nor revokes the winner's. A token in its
+// grace period rotates once more, deleting nothing.
 //
 // requestID must match too, so a signature presented under another grant's
 // ID is not that grant's token.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
+	now := s.clockNow()
 	var n int
-	if err := s.db(ctx).QueryRow(ctx, rotateRefreshToken, signature, requestID).Scan(&n); err != nil {
+	err := s.db(ctx).QueryRow(ctx, rotateRefreshToken, signature, requestID, now, s.graceCutoff(now)).Scan(&n)
+	if err != nil {
 		return fositeErr("rotate refresh token", err)
 	}
 	if n == 0 {
@@ -93,11 +110,20 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 	return nil
 }
 
+// revokeRefreshTokens deactivates every refresh token of the request and
+// takes away any grace: it matches rotated tokens whose grace is unused too,
+// whether or not this process thinks their grace ran out, since another
+// process with a slower clock or a longer grace setting might not. That
+// touches each rotated token of the chain once; later revocations find only
+// active ones. A rotated token keeps its deactivation time.
+const revokeRefreshTokens = `UPDATE oauth2_refresh_tokens SET active = false, grace_used = true,
+		deactivated_at = coalesce(deactivated_at, $2)
+	WHERE request_id = $1 AND (active OR NOT grace_used)`
+
 // RevokeRefreshToken deactivates every refresh token of the request. Rows are
 // kept (inactive) so a later use of one is still recognised as reuse.
 func (s *Store) RevokeRefreshToken(ctx context.Context, requestID string) error {
-	_, err := s.db(ctx).Exec(ctx,
-		`UPDATE oauth2_refresh_tokens SET active = false WHERE request_id = $1 AND active`, requestID)
+	_, err := s.db(ctx).Exec(ctx, revokeRefreshTokens, requestID, s.clockNow())
 	return fositeErr("revoke refresh tokens", err)
 }
 

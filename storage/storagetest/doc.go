@@ -7,6 +7,16 @@
 //		storagetest.Run(t, func(t *testing.T) storage.Store { return memory.New() })
 //	}
 //
+// RunGrace runs the cases that need store options Run cannot pass: the
+// refresh grace period and a settable clock, with which the grace period and
+// purging by deactivation time are tested without sleeping:
+//
+//	func TestConformanceGrace(t *testing.T) {
+//		storagetest.RunGrace(t, func(_ *testing.T, grace time.Duration, now func() time.Time) storage.Store {
+//			return memory.New(memory.WithRefreshGrace(grace), memory.WithClock(now))
+//		})
+//	}
+//
 // The suite turns the rules in storage.FositeStore's doc comment, and the
 // storage expectations fosite only states in comments, into test cases, so
 // the in-memory and PostgreSQL backends cannot drift apart. Every subtest

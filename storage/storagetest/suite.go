@@ -37,6 +37,8 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"UserRaces", testUserRaces},
 		{"WeChatCodes", testWeChatCodes},
 		{"WeChatTokens", testWeChatTokens},
+		{"Purge", testPurge},
+		{"Leases", testLeases},
 		{"Ping", testPing},
 	}
 	for _, g := range groups {

@@ -78,11 +78,11 @@ func create(t testing.TB, template string) string {
 	return dsn
 }
 
-// NewStore returns a Store on a fresh database with every migration applied,
-// the pool it uses, and the database's DSN (for tests that open their own
-// connections). The pool is closed when t ends, before the database is
-// dropped.
-func NewStore(t testing.TB) (*postgres.Store, *pgxpool.Pool, string) {
+// NewStore returns a Store, built with opts, on a fresh database with every
+// migration applied, the pool it uses, and the database's DSN (for tests
+// that open their own connections). The pool is closed when t ends, before
+// the database is dropped.
+func NewStore(t testing.TB, opts ...postgres.Option) (*postgres.Store, *pgxpool.Pool, string) {
 	t.Helper()
 	server := serverURL()
 	tpl, err := migratedTemplate(server)
@@ -103,7 +103,7 @@ func NewStore(t testing.TB) (*postgres.Store, *pgxpool.Pool, string) {
 	}
 	// Registered after create's cleanup, so it runs before the drop.
 	t.Cleanup(pool.Close)
-	return postgres.New(pool), pool, dsn
+	return postgres.New(pool, opts...), pool, dsn
 }
 
 func connect(ctx context.Context, t testing.TB, server string) *pgx.Conn {

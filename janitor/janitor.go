@@ -1,0 +1,139 @@
+package janitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/wxidp/wxidp/storage"
+)
+
+// Store is what the janitor needs from storage.
+type Store interface {
+	PurgeExpired(ctx context.Context, expiredBefore, inactiveBefore time.Time, batch int) (storage.PurgeStats, error)
+	TryLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
+}
+
+// ErrBusy means another process holds the janitor lease.
+var ErrBusy = errors.New("janitor: another process is running the janitor")
+
+// Options tune a janitor; zero values take the defaults.
+type Options struct {
+	// Batch is the most rows one statement deletes per table (default 5000).
+	Batch int
+	// InactiveRetention is how long a deactivated refresh token is kept, so
+	// that its reuse is still recognised and revokes its grant (default
+	// 7 days). After that, a reuse is just an unknown token.
+	InactiveRetention time.Duration
+	// Leeway keeps rows a little past expiry, for clock skew between
+	// processes (default 1 minute).
+	Leeway time.Duration
+	Log    *slog.Logger
+	Now    func() time.Time
+}
+
+// Janitor purges expired rows.
+type Janitor struct {
+	store  Store
+	opts   Options
+	holder string
+}
+
+const (
+	leaseName = "janitor"
+	leaseFor  = 2 * time.Minute
+)
+
+// New returns a janitor with a unique lease holder name.
+func New(store Store, opts Options) *Janitor {
+	if opts.Batch <= 0 {
+		opts.Batch = 5000
+	}
+	if opts.InactiveRetention <= 0 {
+		opts.InactiveRetention = 7 * 24 * time.Hour
+	}
+	if opts.Leeway <= 0 {
+		opts.Leeway = time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Janitor{store: store, opts: opts, holder: uuid.NewString()}
+}
+
+// RunOnce purges until nothing is left to purge, holding the lease and
+// renewing it between batches. It returns ErrBusy if another process holds
+// the lease.
+func (j *Janitor) RunOnce(ctx context.Context) (storage.PurgeStats, error) {
+	total := storage.PurgeStats{}
+	if err := j.lease(ctx); err != nil {
+		return total, err
+	}
+	defer func() {
+		// Release with a fresh context: ctx may be why we are stopping.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := j.store.ReleaseLease(rctx, leaseName, j.holder); err != nil {
+			j.opts.Log.Warn("janitor: release lease", "err", err)
+		}
+	}()
+	for {
+		now := j.opts.Now()
+		stats, err := j.store.PurgeExpired(ctx, now.Add(-j.opts.Leeway), now.Add(-j.opts.InactiveRetention), j.opts.Batch)
+		for table, n := range stats {
+			total[table] += n
+		}
+		if err != nil {
+			return total, fmt.Errorf("janitor: purge: %w", err)
+		}
+		if stats.Total() == 0 {
+			return total, nil
+		}
+		if err := j.lease(ctx); err != nil {
+			return total, err
+		}
+	}
+}
+
+func (j *Janitor) lease(ctx context.Context) error {
+	now := j.opts.Now()
+	ok, err := j.store.TryLease(ctx, leaseName, j.holder, now, now.Add(leaseFor))
+	if err != nil {
+		return fmt.Errorf("janitor: lease: %w", err)
+	}
+	if !ok {
+		return ErrBusy
+	}
+	return nil
+}
+
+// Loop runs the janitor every interval until ctx ends. Only the process
+// holding the lease works; the others skip their turn.
+func (j *Janitor) Loop(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		stats, err := j.RunOnce(ctx)
+		switch {
+		case errors.Is(err, ErrBusy):
+		case err != nil && ctx.Err() == nil:
+			j.opts.Log.Error("janitor", "err", err, "deleted", stats.Total())
+		case stats.Total() > 0:
+			j.opts.Log.Info("janitor", "deleted", stats.Total(), "duration_ms", time.Since(start).Milliseconds())
+		}
+	}
+}

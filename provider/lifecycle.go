@@ -1,0 +1,95 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/ory/fosite"
+)
+
+// ScopeIntrospect lets a client introspect tokens issued to other clients
+// (resource servers); any other client only sees its own tokens as active.
+const ScopeIntrospect = "introspect"
+
+// Introspection is an RFC 7662 answer. Inactive answers carry nothing else,
+// so they reveal nothing about the token.
+type Introspection struct {
+	Active    bool     `json:"active"`
+	Scope     string   `json:"scope,omitempty"`
+	ClientID  string   `json:"client_id,omitempty"`
+	Subject   string   `json:"sub,omitempty"`
+	Audience  []string `json:"aud,omitempty"`
+	Issuer    string   `json:"iss,omitempty"`
+	ExpiresAt int64    `json:"exp,omitempty"`
+	IssuedAt  int64    `json:"iat,omitempty"`
+	TokenType string   `json:"token_type,omitempty"`
+}
+
+// Introspect answers RFC 7662 for a client authenticated with HTTP Basic.
+// Errors are fosite errors (invalid_client, invalid_request).
+func (p *Provider) Introspect(ctx context.Context, r *http.Request) (*Introspection, error) {
+	user, _, ok := r.BasicAuth()
+	if !ok {
+		// fosite would also accept a bearer access token as credentials;
+		// introspection here is for registered clients only.
+		return nil, fosite.ErrInvalidClient.WithHint("Authenticate with HTTP Basic client credentials.")
+	}
+	callerID, err := url.QueryUnescape(user)
+	if err != nil {
+		return nil, fosite.ErrInvalidClient
+	}
+	if r.PostFormValue("token") == "" {
+		return nil, fosite.ErrInvalidRequest.WithHint("The 'token' parameter is missing.")
+	}
+	ir, err := p.oauth.NewIntrospectionRequest(ctx, r, NewSession())
+	// Order matters: fosite wraps the validators' own errors (which may be
+	// ErrRequestUnauthorized) in ErrInactiveToken.
+	switch {
+	case errors.Is(err, fosite.ErrInactiveToken):
+		return &Introspection{}, nil
+	case errors.Is(err, fosite.ErrRequestUnauthorized):
+		return nil, fosite.ErrInvalidClient.WithHint("Client authentication failed.")
+	case err != nil:
+		return nil, err
+	}
+	ar := ir.GetAccessRequester()
+	if ar.GetClient().GetID() != callerID {
+		caller, err := p.clients.GetClient(ctx, callerID)
+		if err != nil || !fosite.Arguments(caller.GetScopes()).Has(ScopeIntrospect) {
+			return &Introspection{}, nil
+		}
+	}
+	out := &Introspection{
+		Active:   true,
+		Scope:    strings.Join(ar.GetGrantedScopes(), " "),
+		ClientID: ar.GetClient().GetID(),
+		Subject:  ar.GetSession().GetSubject(),
+		Audience: ar.GetGrantedAudience(),
+		Issuer:   p.cfg.Issuer,
+		IssuedAt: ar.GetRequestedAt().Unix(),
+	}
+	kind := fosite.AccessToken
+	out.TokenType = "Bearer"
+	if ir.GetTokenUse() == fosite.RefreshToken {
+		kind, out.TokenType = fosite.RefreshToken, "refresh_token"
+	}
+	if exp := ar.GetSession().GetExpiresAt(kind); !exp.IsZero() {
+		out.ExpiresAt = exp.Unix()
+	}
+	return out, nil
+}
+
+// Revoke answers RFC 7009: the token's whole grant is revoked when its own
+// client asks; unknown tokens and other clients' tokens answer 200 and
+// change nothing.
+func (p *Provider) Revoke(ctx context.Context, r *http.Request) error {
+	return p.oauth.NewRevocationRequest(ctx, r)
+}
+
+// WriteRevocationResponse writes Revoke's answer.
+func (p *Provider) WriteRevocationResponse(ctx context.Context, w http.ResponseWriter, err error) {
+	p.oauth.WriteRevocationResponse(ctx, w, err)
+}
