@@ -219,6 +219,8 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
 // decodeDo sends req and decodes a JSON object answer.
 func decodeDo(t testing.TB, req *http.Request) (int, map[string]any) {
 	t.Helper()

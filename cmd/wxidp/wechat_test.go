@@ -21,6 +21,7 @@ type wechatEnv struct {
 	*server
 	wx   *wechattest.Server
 	pool *pgxpool.Pool
+	dsn  string
 }
 
 func newWeChatEnv(t *testing.T, mutate ...func(*serveConfig)) *wechatEnv {
@@ -38,7 +39,7 @@ func newWeChatEnv(t *testing.T, mutate ...func(*serveConfig)) *wechatEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return &wechatEnv{server: srv, wx: wx, pool: pool}
+	return &wechatEnv{server: srv, wx: wx, pool: pool, dsn: dsn}
 }
 
 // miniProgram registers a public client bound to a fresh app in the fake.

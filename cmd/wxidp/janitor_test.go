@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestJanitorUnderLoad: `wxidp janitor` purges 200,000 expired rows in
+// batches while a server on the same database keeps issuing tokens. It
+// reports the purge rate and the slowest token request during the run.
+func TestJanitorUnderLoad(t *testing.T) {
+	t.Parallel()
+	e := newLifecycleEnv(t)
+	secret := e.registerClient(t, map[string]any{"client_id": "svc"})
+	ctx := context.Background()
+	const rows = 200_000
+	if _, err := e.pool.Exec(ctx, `INSERT INTO oauth2_access_tokens
+		(signature, request_id, requested_at, client_id, requested_scopes, granted_scopes,
+		 requested_audience, granted_audience, form, session, subject, expires_at)
+		SELECT 'expired-' || i, 'req-' || i, now() - interval '2 hours', 'svc', '{}', '{}', '{}', '{}', '', NULL, 'svc',
+		       now() - interval '1 hour'
+		FROM generate_series(1, $1) AS i`, rows); err != nil {
+		t.Fatal(err)
+	}
+	// A token that is still valid must survive.
+	_, _, live := e.postToken(t, "svc", secret, url.Values{"grant_type": {"client_credentials"}})
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var latencies []time.Duration
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				status, _, body := e.postToken(t, "svc", secret, url.Values{"grant_type": {"client_credentials"}})
+				if status != http.StatusOK {
+					t.Errorf("token request during the janitor run: %d %v", status, body)
+					return
+				}
+				mu.Lock()
+				latencies = append(latencies, time.Since(start))
+				mu.Unlock()
+			}
+		})
+	}
+	var out bytes.Buffer
+	start := time.Now()
+	err := runJanitor(ctx, janitorConfig{DatabaseURL: e.dsn, Batch: 5000, InactiveRetention: 7 * 24 * time.Hour}, &out, quietLog())
+	elapsed := time.Since(start)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("janitor: %v\n%s", err, out.String())
+	}
+	if n := e.count(t, "oauth2_access_tokens"); n == 0 || n > len(latencies)+2 {
+		t.Fatalf("%d access tokens left: the janitor deleted live tokens or left expired ones", n)
+	}
+	if !e.active(t, live["access_token"].(string)) {
+		t.Fatal("the janitor deleted a live token")
+	}
+	if !strings.Contains(out.String(), "oauth2_access_tokens") {
+		t.Errorf("janitor output: %s", out.String())
+	}
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	if len(latencies) == 0 {
+		t.Fatal("no token request completed during the run")
+	}
+	t.Logf("purged %d rows in %v (%.0f rows/s); %d token requests meanwhile, median %v, max %v",
+		rows, elapsed.Round(time.Millisecond), float64(rows)/elapsed.Seconds(), len(latencies),
+		latencies[len(latencies)/2].Round(time.Microsecond), latencies[len(latencies)-1].Round(time.Microsecond))
+}
