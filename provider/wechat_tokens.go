@@ -18,7 +18,8 @@ import (
 // wins the lease asks WeChat again (at most once per recheckEvery: the
 // stable_token API returns the same token until it is replaced) while every
 // other process keeps using the stored one. Only without a usable token do
-// callers wait, up to waitFor, for the refresher.
+// callers wait, up to waitFor, for the refresher. A failed refresh keeps its
+// lease until it runs out, which spaces out retries while WeChat fails.
 const (
 	expirySkew    = 30 * time.Second
 	refreshBefore = 5 * time.Minute
@@ -68,7 +69,8 @@ func (a *appTokens) recheckDue(appID string, now time.Time) bool {
 // just rejected (40001/42001): it is replaced with force_refresh unless
 // another process already replaced it.
 func (a *appTokens) get(ctx context.Context, appID, secret, stale string) (string, error) {
-	deadline := a.now().Add(waitFor)
+	// Real time, not a.now: this bounds how long a request waits.
+	deadline := time.Now().Add(waitFor)
 	for {
 		cur, err := a.load(ctx, appID)
 		if err != nil {
@@ -94,7 +96,7 @@ func (a *appTokens) get(ctx context.Context, appID, secret, stale string) (strin
 		if usable {
 			return cur.token, nil // another process is refreshing it
 		}
-		if now.After(deadline) {
+		if time.Now().After(deadline) {
 			return "", fmt.Errorf("%w: another process is refreshing the access token of %s", wechat.ErrUnavailable, appID)
 		}
 		select {

@@ -83,7 +83,11 @@ func WithRefreshGrace(d time.Duration) Option {
 // the grace period against it (tests move it instead of sleeping). Other
 // timestamps keep the real time. The default is time.Now.
 func WithClock(now func() time.Time) Option {
-	return func(s *Store) { s.clock = now }
+	return func(s *Store) {
+		if now != nil {
+			s.clock = now
+		}
+	}
 }
 
 // New returns an empty store.

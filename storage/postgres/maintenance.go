@@ -8,10 +8,12 @@ import (
 	"github.com/wxidp/wxidp/storage"
 )
 
-// purgeStatement deletes at most $2 rows of one table.
+// purgeStatement deletes at most $2 rows of one table that expired before
+// $1 (and, with inactive, refresh tokens deactivated before $3).
 type purgeStatement struct {
-	table string
-	sql   string
+	table    string
+	sql      string
+	inactive bool
 }
 
 // purgeExpired builds the delete of at most $2 rows of table whose
@@ -52,7 +54,7 @@ const purgeRefreshTokens = `WITH expired AS (
 // replay is recognised as reuse (and revokes what it issued).
 var purgeStatements = []purgeStatement{
 	purgeExpired("oauth2_access_tokens", "signature"),
-	{table: "oauth2_refresh_tokens", sql: purgeRefreshTokens},
+	{table: "oauth2_refresh_tokens", sql: purgeRefreshTokens, inactive: true},
 	purgeExpired("oauth2_authorization_codes", "signature"),
 	purgeExpired("oauth2_pkce_requests", "signature"),
 	purgeExpired("oauth2_oidc_sessions", "signature"),
@@ -75,7 +77,7 @@ func (s *Store) PurgeExpired(ctx context.Context, expiredBefore, inactiveBefore 
 	stats := make(storage.PurgeStats, len(purgeStatements))
 	for _, p := range purgeStatements {
 		args := []any{expiredBefore, batch}
-		if p.table == "oauth2_refresh_tokens" {
+		if p.inactive {
 			args = append(args, inactiveBefore)
 		}
 		tag, err := s.db(ctx).Exec(ctx, p.sql, args...)

@@ -32,6 +32,9 @@ type Option func(*Store)
 // that lost the response to its refresh can retry instead of having its
 // whole chain revoked as reuse. 0, the default, allows no retry. Keep it
 // short (seconds): it is a window in which a stolen token works once.
+// Processes sharing a database should use the same period; each judges the
+// window by its own clock against the time the rotating process stamped, so
+// clock skew between them shifts it by that much.
 func WithRefreshGrace(d time.Duration) Option {
 	return func(s *Store) { s.grace = max(0, d.Truncate(time.Microsecond)) }
 }
@@ -40,7 +43,11 @@ func WithRefreshGrace(d time.Duration) Option {
 // the grace period against it (tests move it instead of sleeping). Other
 // timestamps keep the real time. The default is time.Now.
 func WithClock(now func() time.Time) Option {
-	return func(s *Store) { s.clock = now }
+	return func(s *Store) {
+		if now != nil {
+			s.clock = now
+		}
+	}
 }
 
 // New returns a Store on pool. The caller owns the pool and closes it.
@@ -52,7 +59,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	return s
 }
 
-// now reads the store's clock at the precision timestamptz keeps, so a
+// clockNow reads the store's clock at the precision timestamptz keeps, so a
 // deactivation time compares the same in Go and in the database.
 func (s *Store) clockNow() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
 
