@@ -17,6 +17,9 @@ var (
 	// ErrNoTx is returned by Commit and Rollback when the context carries no
 	// transaction.
 	ErrNoTx = errors.New("storage: no transaction in this context")
+	// ErrNotReady is returned by RotateSigningKeys when the next key is
+	// missing or has not been published long enough.
+	ErrNotReady = errors.New("storage: next signing key not ready")
 )
 
 // Client is a registered OAuth2 client. Field names follow RFC 7591 where
@@ -88,12 +91,57 @@ type ClientStore interface {
 // KeyStore keeps signing keys.
 type KeyStore interface {
 	// CreateSigningKey stores k. ErrAlreadyExists if the kid is taken, or if k
-	// is active while another key is active: the store guarantees at most one
-	// active key, which is how concurrent first starts create exactly one.
+	// is active (or next) while another key is: the store guarantees at most
+	// one active and one next key, which is how concurrent first starts
+	// create exactly one of each.
 	// CreatedAt is set by the store when zero.
 	CreateSigningKey(ctx context.Context, k *SigningKey) error
 	// ListSigningKeys returns every key, newest CreatedAt first.
 	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
+	// RotateSigningKeys, atomically and as one conditional change: the
+	// current next key becomes active (ActivatedAt = now), the active key
+	// becomes retired (RetiredAt = now), and newNext is inserted as next.
+	// It fails with ErrNotReady, changing nothing, when there is no next key
+	// or the next key was created after notBefore (it must have been
+	// published for a JWKS cache lifetime before it signs). Of concurrent
+	// rotations exactly one succeeds; the others get ErrNotReady (the next
+	// key they saw is gone or new).
+	RotateSigningKeys(ctx context.Context, newNext *SigningKey, notBefore, now time.Time) error
+	// DeleteRetiredSigningKeys deletes retired keys with RetiredAt before
+	// `before` (every token they signed has expired) and returns how many.
+	DeleteRetiredSigningKeys(ctx context.Context, before time.Time) (int, error)
+}
+
+// Sealed names one column holding a value sealed under WXIDP_SECRETS, for
+// re-encryption: Kind and ID identify it (the ID parts are what the
+// value's AAD binds it to).
+type Sealed struct {
+	Kind SealedKind
+	// ID: signing key: [kid]; app secret: [client_id, appid];
+	// session key: [appid, openid]; WeChat token: [appid].
+	ID    []string
+	Value []byte
+}
+
+// SealedKind is the kind of a sealed value.
+type SealedKind string
+
+// The kinds of sealed values.
+const (
+	SealedSigningKey  SealedKind = "signing_key"
+	SealedAppSecret   SealedKind = "wechat_app_secret"
+	SealedSessionKey  SealedKind = "wechat_session_key"
+	SealedWeChatToken SealedKind = "wechat_access_token"
+)
+
+// Resealer rewrites sealed values after WXIDP_SECRETS changes.
+type Resealer interface {
+	// ResealAll walks every sealed value (all kinds) in bounded batches and,
+	// for each, stores reseal's result if it differs from the value; a
+	// value changed concurrently since it was read is left alone (it was
+	// sealed by a current process anyway). The first error stops the walk
+	// and is returned. It returns how many values were rewritten.
+	ResealAll(ctx context.Context, reseal func(Sealed) ([]byte, error)) (int, error)
 }
 
 // Store is everything a backend provides; the conformance suite runs against
@@ -106,6 +154,7 @@ type Store interface {
 	WeChatCodeStore
 	WeChatTokenStore
 	Maintenance
+	Resealer
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 }
