@@ -27,6 +27,8 @@ import (
 type Store interface {
 	CreateSigningKey(ctx context.Context, k *storage.SigningKey) error
 	ListSigningKeys(ctx context.Context) ([]storage.SigningKey, error)
+	RotateSigningKeys(ctx context.Context, newNext *storage.SigningKey, notBefore, now time.Time) error
+	DeleteRetiredSigningKeys(ctx context.Context, before time.Time) (int, error)
 }
 
 // ErrNoActiveKey means the store holds no active signing key.
@@ -35,12 +37,35 @@ var ErrNoActiveKey = errors.New("keys: no active signing key")
 // RSABits is the size of generated signing keys.
 const RSABits = 2048
 
+// Options set the key lifecycle's timing; see docs/keys.md.
+type Options struct {
+	// JWKSMaxAge is how long verifiers may cache the JWKS (its
+	// Cache-Control max-age). A next key is published at least this long,
+	// plus ReloadEvery, before it signs anything.
+	JWKSMaxAge time.Duration
+	// ReloadEvery is how often every process rereads the keys; a rotation
+	// made by one process reaches the others within it.
+	ReloadEvery time.Duration
+	// RotateEvery rotates automatically when the active key is this old;
+	// 0 disables scheduled rotation.
+	RotateEvery time.Duration
+	// TokenLifetime is the longest lifetime of a token we sign (access or ID
+	// token). A retired key stays published until every token it signed has
+	// expired: TokenLifetime plus ReloadEvery plus ClockSkew.
+	TokenLifetime time.Duration
+	// ClockSkew absorbs clock differences between processes and verifiers
+	// (default 1 minute).
+	ClockSkew time.Duration
+	Log       *slog.Logger
+	Now       func() time.Time
+}
+
 // Manager keeps the signing keys in memory. Readers (every token request)
 // load one atomic pointer; only Reload takes the lock.
 type Manager struct {
 	store  Store
 	cipher *Cipher
-	log    *slog.Logger
+	opts   Options
 
 	mu     sync.Mutex         // serialises Reload
 	parsed map[string]*loaded // decrypted keys by kid, so Reload decrypts each once
@@ -55,33 +80,77 @@ type loaded struct {
 // keySet is an immutable snapshot of the keys in force.
 type keySet struct {
 	active *josev3.JSONWebKey
-	verify map[string]*rsa.PublicKey
-	jwks   []byte
+	verify map[string]*rsa.PublicKey // active and published retired keys
+	jwks   []byte                    // next, active and published retired keys
 	etag   string
 	list   []storage.SigningKey
 }
 
 // NewManager returns a manager with no keys loaded: call Init.
-func NewManager(store Store, cipher *Cipher, log *slog.Logger) *Manager {
-	return &Manager{store: store, cipher: cipher, log: log, parsed: map[string]*loaded{}}
+func NewManager(store Store, cipher *Cipher, opts Options) *Manager {
+	if opts.JWKSMaxAge <= 0 {
+		opts.JWKSMaxAge = 10 * time.Minute
+	}
+	if opts.ReloadEvery <= 0 {
+		opts.ReloadEvery = 10 * time.Second
+	}
+	if opts.TokenLifetime <= 0 {
+		opts.TokenLifetime = time.Hour
+	}
+	if opts.ClockSkew <= 0 {
+		opts.ClockSkew = time.Minute
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Manager{store: store, cipher: cipher, opts: opts, parsed: map[string]*loaded{}}
 }
 
-// Init loads the keys, creating the first active key when the store has
-// none. Processes starting at once against one empty database race to insert
-// an active key; the store admits one, and the losers load the winner's.
+// Init loads the keys, creating the first active key and the first next key
+// when the store has none. Processes starting at once against one empty
+// database race to insert them; the store admits one of each, and the
+// losers load the winners'.
 func (m *Manager) Init(ctx context.Context) error {
 	err := m.Reload(ctx)
-	if !errors.Is(err, ErrNoActiveKey) {
+	if errors.Is(err, ErrNoActiveKey) {
+		if err := m.create(ctx, storage.KeyActive); err != nil {
+			return err
+		}
+		err = m.Reload(ctx)
+	}
+	if err != nil {
 		return err
 	}
-	rec, err := m.NewKey(storage.KeyActive)
+	if !m.hasNext() {
+		if err := m.create(ctx, storage.KeyNext); err != nil {
+			return err
+		}
+		return m.Reload(ctx)
+	}
+	return nil
+}
+
+func (m *Manager) create(ctx context.Context, state storage.KeyState) error {
+	rec, err := m.NewKey(state)
 	if err != nil {
 		return err
 	}
 	if err := m.store.CreateSigningKey(ctx, rec); err != nil && !errors.Is(err, storage.ErrAlreadyExists) {
-		return fmt.Errorf("keys: store first signing key: %w", err)
+		return fmt.Errorf("keys: store %s signing key: %w", state, err)
 	}
-	return m.Reload(ctx)
+	return nil
+}
+
+func (m *Manager) hasNext() bool {
+	for _, k := range m.set.Load().list {
+		if k.State == storage.KeyNext {
+			return true
+		}
+	}
+	return false
 }
 
 // NewKey generates an RSA key and seals it into a record in the given state.
@@ -98,11 +167,11 @@ func (m *Manager) NewKey(state storage.KeyState) (*storage.SigningKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := m.cipher.Seal(der, keyAAD(kid))
+	sealed, err := m.cipher.Seal(der, SigningKeyAAD(kid))
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().UTC()
+	now := m.opts.Now().UTC()
 	rec := &storage.SigningKey{KID: kid, Algorithm: string(jose.RS256), State: state, PrivateKey: sealed, CreatedAt: now}
 	if state == storage.KeyActive {
 		rec.ActivatedAt = now
@@ -123,14 +192,21 @@ func (m *Manager) Reload(ctx context.Context) error {
 	next := &keySet{verify: map[string]*rsa.PublicKey{}, list: recs}
 	seen := map[string]bool{}
 	var published []jose.JSONWebKey
+	retiredUntil := m.opts.Now().Add(-m.retention())
 	for _, rec := range recs {
+		if rec.State == storage.KeyRetired && rec.RetiredAt.Before(retiredUntil) {
+			continue // every token it signed has expired
+		}
 		seen[rec.KID] = true
 		l, err := m.load(rec)
 		if err != nil {
 			return err
 		}
-		next.verify[rec.KID] = &l.priv.PublicKey
 		published = append(published, jose.JSONWebKey{Key: &l.priv.PublicKey, KeyID: rec.KID, Algorithm: rec.Algorithm, Use: "sig"})
+		if rec.State != storage.KeyNext {
+			// A next key has signed nothing yet: tokens claiming it are forged.
+			next.verify[rec.KID] = &l.priv.PublicKey
+		}
 		if rec.State == storage.KeyActive {
 			next.active = &josev3.JSONWebKey{Key: l.priv, KeyID: rec.KID, Algorithm: rec.Algorithm, Use: "sig"}
 		}
@@ -160,7 +236,7 @@ func (m *Manager) load(rec storage.SigningKey) (*loaded, error) {
 		l.rec = rec
 		return l, nil
 	}
-	der, err := m.cipher.Open(rec.PrivateKey, keyAAD(rec.KID))
+	der, err := m.cipher.Open(rec.PrivateKey, SigningKeyAAD(rec.KID))
 	if err != nil {
 		return nil, fmt.Errorf("keys: signing key %s: %w", rec.KID, err)
 	}
@@ -177,27 +253,11 @@ func (m *Manager) load(rec storage.SigningKey) (*loaded, error) {
 	return l, nil
 }
 
-// Run reloads the keys every interval until ctx ends, so a rotation made by
-// another process reaches this one without a restart.
-func (m *Manager) Run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := m.Reload(ctx); err != nil && ctx.Err() == nil {
-				m.log.Error("reload signing keys", "err", err)
-			}
-		}
-	}
-}
-
-// JWKS returns the published key set as JSON and its ETag.
-func (m *Manager) JWKS() (body []byte, etag string) {
+// JWKS returns the published key set as JSON, its ETag, and how long
+// verifiers may cache it.
+func (m *Manager) JWKS() (body []byte, etag string, maxAge time.Duration) {
 	s := m.set.Load()
-	return s.jwks, s.etag
+	return s.jwks, s.etag, m.opts.JWKSMaxAge
 }
 
 // Keys returns the key records (without usable private keys) as last loaded.
@@ -211,7 +271,8 @@ func (m *Manager) Keys() []storage.SigningKey {
 	return out
 }
 
-func keyAAD(kid string) []byte { return []byte("wxidp/signing-key/" + kid) }
+// SigningKeyAAD binds a sealed private key to its kid.
+func SigningKeyAAD(kid string) []byte { return []byte("wxidp/signing-key/" + kid) }
 
 // thumbprint is the RFC 7638 SHA-256 thumbprint: a kid any party can
 // recompute from the public key.

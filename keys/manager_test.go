@@ -15,6 +15,7 @@ import (
 	"github.com/ory/fosite/token/jwt"
 
 	"github.com/wxidp/wxidp/keys"
+	"github.com/wxidp/wxidp/storage"
 	"github.com/wxidp/wxidp/storage/postgres"
 	"github.com/wxidp/wxidp/storage/postgres/postgrestest"
 )
@@ -36,7 +37,7 @@ func newManager(t *testing.T, dsn string, secrets ...string) *keys.Manager {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return keys.NewManager(postgres.New(pool), c, quiet)
+	return keys.NewManager(postgres.New(pool), c, keys.Options{Log: quiet})
 }
 
 func TestConcurrentFirstStartsCreateOneKey(t *testing.T) {
@@ -60,12 +61,16 @@ func TestConcurrentFirstStartsCreateOneKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 1 {
-		t.Fatalf("%d concurrent first starts created %d keys, want 1", n, len(list))
+	states := map[storage.KeyState]int{}
+	for _, k := range list {
+		states[k.State]++
 	}
-	want, _ := managers[0].JWKS()
+	if len(list) != 2 || states[storage.KeyActive] != 1 || states[storage.KeyNext] != 1 {
+		t.Fatalf("%d concurrent first starts created %v, want one active and one next key", n, states)
+	}
+	want, _, _ := managers[0].JWKS()
 	for _, m := range managers[1:] {
-		if got, _ := m.JWKS(); string(got) != string(want) {
+		if got, _, _ := m.JWKS(); string(got) != string(want) {
 			t.Fatal("managers disagree on the key set")
 		}
 	}
@@ -85,8 +90,8 @@ func TestRestartReusesStoredKey(t *testing.T) {
 	if err := second.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	a, etagA := first.JWKS()
-	b, etagB := second.JWKS()
+	a, etagA, _ := first.JWKS()
+	b, etagB, _ := second.JWKS()
 	if string(a) != string(b) || etagA != etagB {
 		t.Fatal("restart published a different key set")
 	}
@@ -114,7 +119,7 @@ func TestJWKSPublishesOnlyPublicMembers(t *testing.T) {
 	if err := m.Init(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	body, etag := m.JWKS()
+	body, etag, _ := m.JWKS()
 	if etag == "" {
 		t.Error("no ETag")
 	}
@@ -122,8 +127,8 @@ func TestJWKSPublishesOnlyPublicMembers(t *testing.T) {
 	if err := json.Unmarshal(body, &set); err != nil {
 		t.Fatal(err)
 	}
-	if len(set.Keys) != 1 {
-		t.Fatalf("got %d keys", len(set.Keys))
+	if len(set.Keys) != 2 {
+		t.Fatalf("got %d keys, want the active and the next key", len(set.Keys))
 	}
 	var members []string
 	for k := range set.Keys[0] {
@@ -149,11 +154,19 @@ func TestSignerRejectsForgedTokens(t *testing.T) {
 	good := sign(t, s)
 	parts := strings.Split(good, ".")
 	header := func(h string) string { return base64.RawURLEncoding.EncodeToString([]byte(h)) }
-	kid := m.Keys()[0].KID
+	var kid, nextKid string
+	for _, k := range m.Keys() {
+		if k.State == storage.KeyActive {
+			kid = k.KID
+		} else {
+			nextKid = k.KID
+		}
+	}
 	cases := map[string]string{
 		"alg none":     header(`{"alg":"none","kid":"`+kid+`"}`) + "." + parts[1] + ".",
 		"alg HS256":    header(`{"alg":"HS256","kid":"`+kid+`"}`) + "." + parts[1] + "." + parts[2],
 		"unknown kid":  header(`{"alg":"RS256","kid":"nope"}`) + "." + parts[1] + "." + parts[2],
+		"next key kid": header(`{"alg":"RS256","kid":"`+nextKid+`"}`) + "." + parts[1] + "." + parts[2],
 		"no kid":       header(`{"alg":"RS256"}`) + "." + parts[1] + "." + parts[2],
 		"tampered":     parts[0] + "." + header(`{"sub":"admin"}`) + "." + parts[2],
 		"not a token":  "garbage",

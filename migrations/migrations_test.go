@@ -111,7 +111,8 @@ func TestStatus(t *testing.T) {
 		t.Fatalf("Status after Up: %v", err)
 	}
 	if strings.Contains(after.String(), "pending") || !strings.Contains(after.String(), "00001_init.sql") ||
-		!strings.Contains(after.String(), "00002_wechat.sql") || !strings.Contains(after.String(), "00003_lifecycle.sql") {
+		!strings.Contains(after.String(), "00002_wechat.sql") || !strings.Contains(after.String(), "00003_lifecycle.sql") ||
+		!strings.Contains(after.String(), "00004_key_rotation.sql") {
 		t.Errorf("Status after Up:\n%s\nwant every migration applied", after.String())
 	}
 }

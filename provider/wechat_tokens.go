@@ -144,6 +144,7 @@ func (a *appTokens) refresh(ctx context.Context, appID, secret string, force boo
 	return at.Token, nil
 }
 
+// wechatTokenAAD binds a sealed WeChat access token to its appid.
 func wechatTokenAAD(appID string) []byte { return []byte("wxidp/wechat-access-token/" + appID) }
 
 // phoneNumber fetches the verified number for a phone code with the app's

@@ -15,6 +15,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/wxidp/wxidp/keys"
 	"github.com/wxidp/wxidp/provider"
 	"github.com/wxidp/wxidp/storage"
 )
@@ -28,9 +29,10 @@ type ClientRegistry interface {
 	Delete(ctx context.Context, id string) error
 }
 
-// KeyLister lists signing keys.
+// KeyLister lists and rotates signing keys.
 type KeyLister interface {
 	Keys() []storage.SigningKey
+	Rotate(ctx context.Context) error
 }
 
 // AdminConfig configures the admin server.
@@ -62,6 +64,7 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 	e.PUT("/admin/clients/:id", a.updateClient, auth)
 	e.DELETE("/admin/clients/:id", a.deleteClient, auth)
 	e.GET("/admin/keys", a.listKeys, auth)
+	e.POST("/admin/keys/rotate", a.rotateKeys, auth)
 	return e, nil
 }
 
@@ -207,6 +210,16 @@ func (a *admin) listKeys(c echo.Context) error {
 			CreatedAt: ts(k.CreatedAt), ActivatedAt: ts(k.ActivatedAt), RetiredAt: ts(k.RetiredAt)}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"keys": out})
+}
+
+func (a *admin) rotateKeys(c echo.Context) error {
+	if err := a.Keys.Rotate(c.Request().Context()); err != nil {
+		if errors.Is(err, keys.ErrNotReady) {
+			return newAPIError(http.StatusConflict, "not_ready", err.Error())
+		}
+		return err
+	}
+	return a.listKeys(c)
 }
 
 func ts(t time.Time) string {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/ory/fosite"
@@ -38,7 +39,7 @@ type UserInfoSource interface {
 
 // KeySet serves the published signing keys.
 type KeySet interface {
-	JWKS() (body []byte, etag string)
+	JWKS() (body []byte, etag string, maxAge time.Duration)
 }
 
 // Pinger reports whether storage is reachable.
@@ -62,13 +63,10 @@ type PublicConfig struct {
 	Store          Pinger
 }
 
-// Cache lifetimes of the public documents. The JWKS lifetime bounds how long
-// a verifier may miss a newly published key; key rotation publishes keys at
-// least this long before they sign (docs/keys.md).
-const (
-	JWKSMaxAge      = 600
-	DiscoveryMaxAge = 3600
-)
+// DiscoveryMaxAge is how long the discovery document may be cached, in
+// seconds. The JWKS lifetime comes with the keys: rotation publishes a key at
+// least that long before it signs (docs/keys.md).
+const DiscoveryMaxAge = 3600
 
 type public struct {
 	PublicConfig
@@ -173,9 +171,9 @@ func (p *public) userinfo(c echo.Context) error {
 }
 
 func (p *public) jwks(c echo.Context) error {
-	body, etag := p.Keys.JWKS()
+	body, etag, maxAge := p.Keys.JWKS()
 	h := c.Response().Header()
-	h.Set(echo.HeaderCacheControl, "public, max-age="+strconv.Itoa(JWKSMaxAge))
+	h.Set(echo.HeaderCacheControl, "public, max-age="+strconv.Itoa(int(maxAge.Seconds())))
 	h.Set("ETag", etag)
 	if c.Request().Header.Get("If-None-Match") == etag {
 		return c.NoContent(http.StatusNotModified)

@@ -28,11 +28,7 @@ func newClientsCmd() *cobra.Command {
 		Use:   "clients",
 		Short: "Manage OAuth2 clients through the admin API",
 	}
-	pf := cmd.PersistentFlags()
-	pf.StringVar(&ac.endpoint, "endpoint", "http://127.0.0.1:4445", "admin API base URL")
-	pf.StringVar(&ac.token, "token", "", "admin bearer token")
-	bindEnv(pf, "endpoint", "WXIDP_ADMIN_ENDPOINT")
-	bindEnv(pf, "token", "WXIDP_ADMIN_TOKEN")
+	ac.flags(cmd)
 
 	var md clientFlags
 	create := &cobra.Command{
@@ -77,6 +73,15 @@ func newClientsCmd() *cobra.Command {
 		},
 	)
 	return cmd
+}
+
+// flags adds the admin API location and token to cmd and its subcommands.
+func (ac *adminClient) flags(cmd *cobra.Command) {
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&ac.endpoint, "endpoint", "http://127.0.0.1:4445", "admin API base URL")
+	pf.StringVar(&ac.token, "token", "", "admin bearer token")
+	bindEnv(pf, "endpoint", "WXIDP_ADMIN_ENDPOINT")
+	bindEnv(pf, "token", "WXIDP_ADMIN_TOKEN")
 }
 
 func clientPath(id string) string { return "/admin/clients/" + url.PathEscape(id) }

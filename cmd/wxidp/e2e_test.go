@@ -160,7 +160,7 @@ func TestRestartKeepsSigningKey(t *testing.T) {
 
 	second := startServer(t, testConfig(dsn))
 	after := fetchJWKS(t, second.issuer)
-	if len(after.Keys) != 1 || len(before.Keys) != 1 || after.Keys[0].KeyID != before.Keys[0].KeyID {
+	if len(after.Keys) != 2 || strings.Join(kids(before), ",") != strings.Join(kids(after), ",") {
 		t.Fatalf("key changed across restart: %v -> %v", kids(before), kids(after))
 	}
 	ks := oidc.NewRemoteKeySet(context.Background(), second.issuer+"/.well-known/jwks.json")

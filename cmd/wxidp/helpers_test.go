@@ -48,6 +48,7 @@ func testConfig(dsn string) serveConfig {
 		RefreshTokenTTL: time.Hour,
 		IDTokenTTL:      time.Hour,
 		KeyReload:       time.Minute,
+		JWKSMaxAge:      10 * time.Minute,
 		WeChatAPIBase:   "http://127.0.0.1:1",
 		WeChatTimeout:   5 * time.Second,
 		// Tests fire bursts from one address; TestRateLimits sets limits.
@@ -232,4 +233,15 @@ func decodeDo(t testing.TB, req *http.Request) (int, map[string]any) {
 		}
 	}
 	return status, m
+}
+
+// freeAddr returns a loopback address nothing listens on right now.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -30,7 +30,7 @@ func newRootCmd() *cobra.Command {
 		// Flags left unset take their environment variable.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return applyEnv(cmd.Flags()) },
 	}
-	root.AddCommand(newServeCmd(), newMigrateCmd(), newClientsCmd(), newJanitorCmd())
+	root.AddCommand(newServeCmd(), newMigrateCmd(), newClientsCmd(), newKeysCmd(), newSecretsCmd(), newJanitorCmd())
 	return root
 }
 

@@ -43,6 +43,8 @@ type serveConfig struct {
 	RefreshTokenTTL time.Duration
 	IDTokenTTL      time.Duration
 	KeyReload       time.Duration
+	KeyRotation     time.Duration
+	JWKSMaxAge      time.Duration
 	RefreshGrace    time.Duration
 	JanitorEvery    time.Duration
 	RateIP          float64
@@ -55,6 +57,8 @@ type serveConfig struct {
 	// publicLn and adminLn, when set, replace listening on the addresses
 	// (tests listen on port 0 first, to know the issuer URL).
 	publicLn, adminLn net.Listener
+	// keySkew shortens the keys' clock-skew allowance in tests.
+	keySkew time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -81,6 +85,8 @@ func newServeCmd() *cobra.Command {
 	fs.DurationVar(&cfg.RefreshTokenTTL, "refresh-token-ttl", 720*time.Hour, "refresh token lifetime")
 	fs.DurationVar(&cfg.IDTokenTTL, "id-token-ttl", time.Hour, "ID token lifetime")
 	fs.DurationVar(&cfg.KeyReload, "key-reload-interval", 10*time.Second, "how often signing keys are reloaded from storage")
+	fs.DurationVar(&cfg.KeyRotation, "key-rotation", 30*24*time.Hour, "rotate the signing key when the active one is this old; 0 disables")
+	fs.DurationVar(&cfg.JWKSMaxAge, "jwks-max-age", 10*time.Minute, "how long verifiers may cache the JWKS; keys are published this long (plus the reload interval) before they sign")
 	fs.DurationVar(&cfg.RefreshGrace, "refresh-grace", 0, "how long a rotated refresh token may be retried once (lost responses); 0 disables")
 	fs.DurationVar(&cfg.JanitorEvery, "janitor-interval", 15*time.Minute, "how often serve purges expired rows (one process at a time); 0 disables")
 	addJanitorFlags(cmd, &cfg.JanitorBatch, &cfg.InactiveKeep)
@@ -142,7 +148,10 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		store = postgres.New(pool, postgres.WithRefreshGrace(cfg.RefreshGrace))
 	}
 
-	km := keys.NewManager(store, cipher, log)
+	km := keys.NewManager(store, cipher, keys.Options{
+		JWKSMaxAge: cfg.JWKSMaxAge, ReloadEvery: cfg.KeyReload, RotateEvery: cfg.KeyRotation,
+		TokenLifetime: max(cfg.AccessTokenTTL, cfg.IDTokenTTL), ClockSkew: cfg.keySkew, Log: log,
+	})
 	if err := km.Init(ctx); err != nil {
 		return fmt.Errorf("load signing keys (has `wxidp migrate up` run?): %w", err)
 	}
@@ -205,7 +214,21 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { km.Run(gctx, cfg.KeyReload); return nil })
+	g.Go(func() error { km.Run(gctx); return nil })
+	if len(secrets) > 1 {
+		// A secret rotation is under way: move every stored secret to the
+		// new one in the background; every process may do it (compare and
+		// set), and the old secrets can go once one run reports success.
+		g.Go(func() error {
+			n, err := provider.Reseal(gctx, store, cipher)
+			if err != nil && gctx.Err() == nil {
+				log.Error("re-encrypt stored secrets", "err", err, "done", n)
+			} else if err == nil {
+				log.Info("re-encrypted stored secrets under the first secret", "count", n)
+			}
+			return nil
+		})
+	}
 	if cfg.JanitorEvery > 0 {
 		j := janitor.New(store, janitor.Options{Batch: cfg.JanitorBatch, InactiveRetention: cfg.InactiveKeep, Log: log})
 		g.Go(func() error { j.Loop(gctx, cfg.JanitorEvery); return nil })
@@ -247,7 +270,10 @@ func (cfg *serveConfig) validate() error {
 	} else if len(cfg.AdminToken) < 16 {
 		missing = append(missing, errors.New("WXIDP_ADMIN_TOKEN must be at least 16 characters"))
 	}
-	if cfg.RefreshGrace < 0 || cfg.JanitorEvery < 0 {
+	if cfg.JWKSMaxAge < time.Second {
+		missing = append(missing, errors.New("the JWKS max age must be at least 1s"))
+	}
+	if cfg.RefreshGrace < 0 || cfg.JanitorEvery < 0 || cfg.KeyRotation < 0 {
 		missing = append(missing, errors.New("the refresh grace and the janitor interval cannot be negative"))
 	}
 	if cfg.AccessTokenTTL <= 0 || cfg.RefreshTokenTTL <= 0 || cfg.IDTokenTTL <= 0 || cfg.KeyReload <= 0 || cfg.WeChatTimeout <= 0 {

@@ -251,53 +251,6 @@ func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error)
 	return storage.NewOAuthClient(c), nil
 }
 
-// CreateSigningKey stores a copy of k, keeping at most one key active.
-func (s *Store) CreateSigningKey(ctx context.Context, k *storage.SigningKey) error {
-	t, err := s.lock(ctx)
-	if err != nil {
-		return err
-	}
-	defer s.mu.Unlock()
-	if _, ok := s.keys[k.KID]; ok {
-		return fmt.Errorf("memory: signing key %q: %w", k.KID, storage.ErrAlreadyExists)
-	}
-	if k.State == storage.KeyActive {
-		for _, other := range s.keys {
-			if other.State == storage.KeyActive {
-				return fmt.Errorf("memory: signing key %q: key %q is already active: %w", k.KID, other.KID, storage.ErrAlreadyExists)
-			}
-		}
-	}
-	if k.CreatedAt.IsZero() {
-		k.CreatedAt = now()
-	}
-	stored := *k
-	stored.PrivateKey = bytes.Clone(k.PrivateKey)
-	put(t, s.keys, k.KID, stored)
-	return nil
-}
-
-// ListSigningKeys returns copies, newest first; ties go by kid so the order
-// is stable.
-func (s *Store) ListSigningKeys(ctx context.Context) ([]storage.SigningKey, error) {
-	if _, err := s.lock(ctx); err != nil {
-		return nil, err
-	}
-	defer s.mu.Unlock()
-	out := make([]storage.SigningKey, 0, len(s.keys))
-	for _, k := range s.keys {
-		k.PrivateKey = bytes.Clone(k.PrivateKey)
-		out = append(out, k)
-	}
-	slices.SortFunc(out, func(a, b storage.SigningKey) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.KID, b.KID)
-	})
-	return out, nil
-}
-
 // ClientAssertionJWTValid reports fosite.ErrJTIKnown for a known jti that has
 // not expired.
 func (s *Store) ClientAssertionJWTValid(ctx context.Context, jti string) error {

@@ -9,3 +9,22 @@ func PurgeStatements() map[string]string {
 	}
 	return m
 }
+
+// ResealPageStatements exposes, by table, the statement reading a page of
+// sealed values after a key, and how many key parameters it takes.
+func ResealPageStatements() map[string]struct {
+	SQL  string
+	NKey int
+} {
+	m := map[string]struct {
+		SQL  string
+		NKey int
+	}{}
+	for _, c := range sealedColumns {
+		m[c.table] = struct {
+			SQL  string
+			NKey int
+		}{c.after, c.nKey}
+	}
+	return m
+}

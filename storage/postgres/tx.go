@@ -21,6 +21,7 @@ type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // txState is what BeginTX puts in the context.
@@ -43,6 +44,19 @@ func (s *Store) db(ctx context.Context) querier {
 		return st.tx
 	}
 	return s.pool
+}
+
+// inTx runs fn atomically: in a savepoint of ctx's transaction (pgx makes
+// Begin on a transaction a savepoint), so a failure undoes fn's writes but
+// leaves the caller's transaction usable; otherwise in a READ COMMITTED
+// transaction of its own, stated rather than inherited from the server's
+// default_transaction_isolation, because callers rely on its row re-check
+// after a lock wait.
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	if st, ok := txFrom(ctx); ok {
+		return pgx.BeginFunc(ctx, st.tx, fn)
+	}
+	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn)
 }
 
 // BeginTX starts a transaction and returns a context carrying it; every

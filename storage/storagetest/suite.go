@@ -26,6 +26,8 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 	}{
 		{"Clients", testClients},
 		{"SigningKeys", testSigningKeys},
+		{"KeyRotation", testKeyRotation},
+		{"Reseal", testReseal},
 		{"Sessions", testSessions},
 		{"AuthorizeCode", testAuthorizeCode},
 		{"RefreshToken", testRefreshToken},

@@ -125,6 +125,31 @@ func testSigningKeys(t *testing.T, su suite) {
 		}
 		checkOneActive(t, ctx, s, 1)
 	})
+
+	// A next key is published ahead of its activation; two would leave a
+	// rotation two candidates.
+	su.run(t, "AtMostOneNext", func(t *testing.T, ctx context.Context, s storage.Store) {
+		now := time.Now()
+		n1, a1 := newKey("n1", storage.KeyNext, now), newKey("a1", storage.KeyActive, now)
+		for _, k := range []*storage.SigningKey{n1, a1} {
+			if err := s.CreateSigningKey(ctx, k); err != nil {
+				t.Fatalf("CreateSigningKey(%s): %v", k.KID, err)
+			}
+		}
+		if err := s.CreateSigningKey(ctx, newKey("n2", storage.KeyNext, now)); !errors.Is(err, storage.ErrAlreadyExists) {
+			t.Errorf("CreateSigningKey of a second next key: %v, want ErrAlreadyExists", err)
+		}
+		checkKeys(t, ctx, s, n1, a1)
+	})
+
+	su.run(t, "ConcurrentNext", func(t *testing.T, ctx context.Context, s storage.Store) {
+		now := time.Now()
+		errs := parallel(20, func(i int) error {
+			return s.CreateSigningKey(ctx, newKey(fmt.Sprintf("k%02d", i), storage.KeyNext, now))
+		})
+		checkOneWins(t, "CreateSigningKey(next)", errs, storage.ErrAlreadyExists)
+		checkStates(t, ctx, s, map[storage.KeyState]int{storage.KeyNext: 1})
+	})
 }
 
 func checkOneActive(t *testing.T, ctx context.Context, s storage.Store, total int) {

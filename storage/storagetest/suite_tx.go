@@ -229,7 +229,7 @@ func txCases() []txCase {
 			after:  jti(fosite.ErrJTIKnown),
 		},
 	}
-	return append(cases, wechatTxCases()...)
+	return append(append(cases, wechatTxCases()...), append(keyTxCases(), resealTxCases()...)...)
 }
 
 func testTransactions(t *testing.T, su suite) {

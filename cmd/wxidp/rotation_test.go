@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// fastKeys shortens the key lifecycle so tests see rotations in seconds:
+// JWKS cached 1 s, keys reread every 200 ms, tokens live 2 s.
+func fastKeys(c *serveConfig) {
+	c.JWKSMaxAge = time.Second
+	c.KeyReload = 200 * time.Millisecond
+	c.AccessTokenTTL = 2 * time.Second
+	c.IDTokenTTL = 2 * time.Second
+	c.keySkew = 100 * time.Millisecond
+	c.KeyRotation = 0
+}
+
+// cachingVerifier is a standards-following verifier at its strictest: it
+// caches the JWKS for exactly the max-age the server sends and never
+// refetches early, not even for an unknown kid.
+type cachingVerifier struct {
+	url     string
+	mu      sync.Mutex
+	keys    jose.JSONWebKeySet
+	expires time.Time
+}
+
+func (v *cachingVerifier) verify(t *testing.T, token string) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if time.Now().After(v.expires) {
+		resp, err := http.Get(v.url)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		maxAge, _ := strconv.Atoi(strings.TrimPrefix(resp.Header.Get("Cache-Control"), "public, max-age="))
+		if maxAge <= 0 {
+			t.Fatalf("JWKS Cache-Control %q", resp.Header.Get("Cache-Control"))
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		if err := json.Unmarshal(raw, &v.keys); err != nil {
+			return err
+		}
+		v.expires = time.Now().Add(time.Duration(maxAge) * time.Second)
+	}
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil {
+		return err
+	}
+	keys := v.keys.Key(jws.Signatures[0].Header.KeyID)
+	if len(keys) == 0 {
+		return errUnknownKid
+	}
+	_, err = jws.Verify(keys[0])
+	return err
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+const errUnknownKid = errString("kid not in the cached JWKS")
+
+func (s *server) rotate(t *testing.T) int {
+	t.Helper()
+	status, _ := s.adminRaw(t, http.MethodPost, "/admin/keys/rotate", testAdminToken, "", nil)
+	return status
+}
+
+func kidOf(t *testing.T, token string) string {
+	t.Helper()
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jws.Signatures[0].Header.KeyID
+}
+
+// TestRotationInvisibleToCachingVerifiers: tokens issued continuously
+// across two rotations all verify against a JWKS cached for its max-age.
+func TestRotationInvisibleToCachingVerifiers(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(migratedDB(t))
+	fastKeys(&cfg)
+	srv := startServer(t, cfg)
+	secret := srv.registerClient(t, map[string]any{"client_id": "svc"})
+	v := &cachingVerifier{url: srv.issuer + "/.well-known/jwks.json"}
+	form := url.Values{"grant_type": {"client_credentials"}}
+
+	if status := srv.rotate(t); status != http.StatusConflict {
+		t.Fatalf("rotation right after start: %d, want 409 (next key not published long enough)", status)
+	}
+	kids := map[string]bool{}
+	rotations := 0
+	deadline := time.Now().Add(20 * time.Second)
+	for rotations < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d rotations succeeded", rotations)
+		}
+		if srv.rotate(t) == http.StatusOK {
+			rotations++
+		}
+		for range 5 {
+			_, _, body := srv.postToken(t, "svc", secret, form)
+			tok := body["access_token"].(string)
+			kids[kidOf(t, tok)] = true
+			if err := v.verify(t, tok); err != nil {
+				t.Fatalf("after %d rotations a caching verifier rejects a fresh token: %v", rotations, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if len(kids) != 3 {
+		t.Errorf("tokens were signed by %d keys across two rotations, want 3", len(kids))
+	}
+
+	// Retired keys leave the JWKS once every token they signed has expired
+	// (2 s tokens + 200 ms reload + 100 ms skew), and the store.
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		_, list := srv.adminJSON(t, http.MethodGet, "/admin/keys", testAdminToken, nil)
+		if n := len(list["keys"].([]any)); n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("retired keys never dropped out: %v", list)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := len(fetchJWKS(t, srv.issuer).Keys); n != 2 {
+		t.Fatalf("JWKS has %d keys, want active + next", n)
+	}
+}
+
+// TestRotationReachesEveryProcess: after a rotation at A, B signs with the
+// new key within its reload interval, without restart; tokens B signed
+// with the old key still introspect active at A.
+func TestRotationReachesEveryProcess(t *testing.T) {
+	t.Parallel()
+	dsn := migratedDB(t)
+	cfg := testConfig(dsn)
+	fastKeys(&cfg)
+	cfg.AccessTokenTTL = time.Minute
+	a, b := startServer(t, cfg), startServer(t, cfg)
+	secret := a.registerClient(t, map[string]any{"client_id": "rs", "scope": "introspect"})
+	form := url.Values{"grant_type": {"client_credentials"}}
+	_, _, old := b.postToken(t, "rs", secret, form)
+	oldKid := kidOf(t, old["access_token"].(string))
+
+	deadline := time.Now().Add(10 * time.Second)
+	for a.rotate(t) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("rotation never allowed")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	start := time.Now()
+	for {
+		_, _, body := b.postToken(t, "rs", secret, form)
+		if kidOf(t, body["access_token"].(string)) != oldKid {
+			t.Logf("process B signed with the new key %v after the rotation at A", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("process B still signs with the retired key after 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	le := &lifecycleEnv{wechatEnv: &wechatEnv{server: a}, rsSecret: secret}
+	if !le.active(t, old["access_token"].(string)) {
+		t.Fatal("a token signed by the retired (still published) key is not active")
+	}
+}
+
+// TestExampleResourceServerAcrossRotation runs cmd/example-resource-server
+// against a server whose key rotates.
+func TestExampleResourceServerAcrossRotation(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(migratedDB(t))
+	fastKeys(&cfg)
+	cfg.AccessTokenTTL = time.Minute
+	srv := startServer(t, cfg)
+	secret := srv.registerClient(t, map[string]any{"client_id": "svc", "audience": []string{"https://api.example.com"}})
+
+	bin := filepath.Join(t.TempDir(), "rs")
+	if out, err := exec.Command("go", "build", "-o", bin, "../example-resource-server").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rsAddr := freeAddr(t)
+	cmd := exec.CommandContext(ctx, bin, "-issuer", srv.issuer, "-audience", "https://api.example.com", "-addr", rsAddr)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+
+	call := func(token string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+rsAddr+"/hello", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		for i := 0; ; i++ {
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			if i > 100 {
+				t.Fatalf("resource server unreachable: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	form := url.Values{"grant_type": {"client_credentials"}}
+	_, _, before := srv.postToken(t, "svc", secret, form)
+	if status := call(before["access_token"].(string)); status != 200 {
+		t.Fatalf("token before rotation: %d", status)
+	}
+	for srv.rotate(t) != http.StatusOK {
+		time.Sleep(200 * time.Millisecond)
+	}
+	_, _, after := srv.postToken(t, "svc", secret, form)
+	if kidOf(t, after["access_token"].(string)) == kidOf(t, before["access_token"].(string)) {
+		t.Fatal("no new key after rotation")
+	}
+	for name, tok := range map[string]string{"after": after["access_token"].(string), "before": before["access_token"].(string)} {
+		if status := call(tok); status != 200 {
+			t.Errorf("token from %s the rotation: %d", name, status)
+		}
+	}
+	if status := call("garbage"); status != 401 {
+		t.Errorf("garbage token: %d", status)
+	}
+}
