@@ -15,8 +15,9 @@ UPDATE signing_keys SET retired_at = now() WHERE state = 'retired' AND retired_a
 -- At most one next key, as signing_keys_one_active does for the active key:
 -- processes creating a next key at the same time cannot each publish their
 -- own, and a rotation that promoted the next key while another inserted a
--- second one would fail rather than leave two candidates. Nothing created
--- next keys before this migration, so no existing row can violate it.
+-- second one would fail rather than leave two candidates. Nothing in wxidp
+-- created next keys before this migration; a database holding two (made by
+-- hand) fails here unchanged, for an operator to decide which to keep.
 CREATE UNIQUE INDEX signing_keys_one_next ON signing_keys (state) WHERE state = 'next';
 
 -- +goose Down

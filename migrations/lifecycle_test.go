@@ -64,7 +64,7 @@ func TestLifecycleMigration(t *testing.T) {
 		t.Fatalf("up: %v", err)
 	}
 	// Then undone and redone, as a failed deploy rolled back and retried.
-	if _, err := p.Down(ctx); err != nil {
+	if _, err := p.DownTo(ctx, 2); err != nil {
 		t.Fatalf("down: %v", err)
 	}
 	for _, gone := range []string{"leases", "oauth2_refresh_tokens_deactivated_at"} {
