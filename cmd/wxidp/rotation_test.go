@@ -245,3 +245,40 @@ func TestExampleResourceServerAcrossRotation(t *testing.T) {
 		t.Errorf("garbage token: %d", status)
 	}
 }
+
+// TestKeysCLI drives `wxidp keys list|rotate` against the admin API.
+func TestKeysCLI(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(migratedDB(t))
+	fastKeys(&cfg)
+	srv := startServer(t, cfg)
+	run := func(args ...string) (string, error) {
+		var out strings.Builder
+		root := newRootCmd()
+		root.SetOut(&out)
+		root.SetArgs(append(args, "--endpoint", srv.admin, "--token", testAdminToken))
+		err := root.ExecuteContext(context.Background())
+		return out.String(), err
+	}
+	out, err := run("keys", "list")
+	if err != nil || !strings.Contains(out, `"state": "active"`) || !strings.Contains(out, `"state": "next"`) || !strings.Contains(out, "created_at") {
+		t.Fatalf("keys list: %v\n%s", err, out)
+	}
+	if _, err := run("keys", "rotate"); err == nil || !strings.Contains(err.Error(), "409") {
+		t.Fatalf("an immediate rotation must be refused: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err = run("keys", "rotate")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("keys rotate never succeeded: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(out, `"state": "retired"`) {
+		t.Fatalf("after rotation the list shows no retired key:\n%s", out)
+	}
+}
