@@ -80,7 +80,7 @@ type loaded struct {
 // keySet is an immutable snapshot of the keys in force.
 type keySet struct {
 	active *josev3.JSONWebKey
-	verify map[string]*rsa.PublicKey // active and published retired keys
+	verify map[string]*rsa.PublicKey // every published key
 	jwks   []byte                    // next, active and published retired keys
 	etag   string
 	list   []storage.SigningKey
@@ -203,10 +203,11 @@ func (m *Manager) Reload(ctx context.Context) error {
 			return err
 		}
 		published = append(published, jose.JSONWebKey{Key: &l.priv.PublicKey, KeyID: rec.KID, Algorithm: rec.Algorithm, Use: "sig"})
-		if rec.State != storage.KeyNext {
-			// A next key has signed nothing yet: tokens claiming it are forged.
-			next.verify[rec.KID] = &l.priv.PublicKey
-		}
+		// The next key verifies too: right after another process rotates,
+		// it signs with the key this process still knows as next (until its
+		// next reload), and those tokens must work here at once. Trusting it
+		// costs nothing: only we hold its private key.
+		next.verify[rec.KID] = &l.priv.PublicKey
 		if rec.State == storage.KeyActive {
 			next.active = &josev3.JSONWebKey{Key: l.priv, KeyID: rec.KID, Algorithm: rec.Algorithm, Use: "sig"}
 		}

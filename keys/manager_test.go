@@ -166,7 +166,7 @@ func TestSignerRejectsForgedTokens(t *testing.T) {
 		"alg none":     header(`{"alg":"none","kid":"`+kid+`"}`) + "." + parts[1] + ".",
 		"alg HS256":    header(`{"alg":"HS256","kid":"`+kid+`"}`) + "." + parts[1] + "." + parts[2],
 		"unknown kid":  header(`{"alg":"RS256","kid":"nope"}`) + "." + parts[1] + "." + parts[2],
-		"next key kid": header(`{"alg":"RS256","kid":"`+nextKid+`"}`) + "." + parts[1] + "." + parts[2],
+		"other kid":    header(`{"alg":"RS256","kid":"`+nextKid+`"}`) + "." + parts[1] + "." + parts[2],
 		"no kid":       header(`{"alg":"RS256"}`) + "." + parts[1] + "." + parts[2],
 		"tampered":     parts[0] + "." + header(`{"sub":"admin"}`) + "." + parts[2],
 		"not a token":  "garbage",

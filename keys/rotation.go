@@ -35,8 +35,11 @@ func (m *Manager) Rotate(ctx context.Context) error {
 
 // publishFor is how long a next key is published before it may sign: a
 // verifier that fetched the JWKS from the slowest process just before it
-// reloaded still has the key by then.
-func (m *Manager) publishFor() time.Duration { return m.opts.JWKSMaxAge + m.opts.ReloadEvery }
+// reloaded still has the key by then, even if the process that created the
+// key and the one rotating disagree on the time by up to ClockSkew.
+func (m *Manager) publishFor() time.Duration {
+	return m.opts.JWKSMaxAge + m.opts.ReloadEvery + m.opts.ClockSkew
+}
 
 // retention is how long a retired key stays published: the slowest
 // process may sign with it for ReloadEvery after the rotation, and what it

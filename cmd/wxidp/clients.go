@@ -104,13 +104,22 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.secret, "secret", "", "client_secret to set (>= 32 characters; generated on create when empty)")
 	fs.StringVar(&f.appID, "wechat-appid", "", "WeChat appid the client is bound to")
 	fs.StringVar(&f.appSecret, "wechat-app-secret", "", "WeChat app secret (write-only)")
-	bindEnv(fs, "wechat-app-secret", "WXIDP_WECHAT_APP_SECRET")
+	for flag, env := range map[string]string{
+		"id": "WXIDP_CLIENT_ID", "name": "WXIDP_CLIENT_NAME", "scope": "WXIDP_CLIENT_SCOPE",
+		"grant-type": "WXIDP_CLIENT_GRANT_TYPES", "audience": "WXIDP_CLIENT_AUDIENCE",
+		"redirect-uri": "WXIDP_CLIENT_REDIRECT_URIS", "auth-method": "WXIDP_CLIENT_AUTH_METHOD",
+		"secret": "WXIDP_CLIENT_SECRET", "wechat-appid": "WXIDP_CLIENT_WECHAT_APPID",
+		// An app secret in argv shows in `ps`; the variable keeps it out.
+		"wechat-app-secret": "WXIDP_WECHAT_APP_SECRET",
+	} {
+		bindEnv(fs, flag, env)
+	}
 }
 
 // apply writes the flags the user set into body.
 func (f *clientFlags) apply(cmd *cobra.Command, body map[string]any) {
 	set := func(flag, field string, v any) {
-		if cmd.Flags().Changed(flag) || (flag == "wechat-app-secret" && f.appSecret != "") {
+		if cmd.Flags().Changed(flag) {
 			body[field] = v
 		}
 	}

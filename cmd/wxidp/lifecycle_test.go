@@ -93,7 +93,12 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 	t.Parallel()
 	e := newLifecycleEnv(t)
 	first := e.loginTokens(t, "o-rot")
-	start := time.Now().Truncate(time.Second)
+	firstIat := int64(unverifiedClaims(t, first["access_token"].(string))["iat"].(float64))
+	// iat has one-second resolution: let a second boundary pass, so a
+	// refreshed token that kept the login's iat would be caught.
+	for time.Now().Unix() <= firstIat {
+		time.Sleep(20 * time.Millisecond)
+	}
 	status, second := e.refresh(t, first["refresh_token"].(string))
 	if status != 200 {
 		t.Fatalf("refresh: %d %v", status, second)
@@ -103,8 +108,8 @@ func TestRefreshRotationAndReuse(t *testing.T) {
 	}
 	for _, tok := range []string{second["access_token"].(string), second["id_token"].(string)} {
 		c := unverifiedClaims(t, tok)
-		if iat := int64(c["iat"].(float64)); iat < start.Unix() {
-			t.Errorf("refreshed token carries an old iat %d < %d", iat, start.Unix())
+		if iat := int64(c["iat"].(float64)); iat <= firstIat {
+			t.Errorf("refreshed token carries the login's iat %d", iat)
 		}
 	}
 	if e.active(t, first["access_token"].(string)) || e.active(t, first["refresh_token"].(string)) {
@@ -237,7 +242,7 @@ func TestRevocation(t *testing.T) {
 
 func TestIntrospection(t *testing.T) {
 	t.Parallel()
-	e := newLifecycleEnv(t, func(c *serveConfig) { c.AccessTokenTTL = 2 * time.Second })
+	e := newLifecycleEnv(t, func(c *serveConfig) { c.AccessTokenTTL = 4 * time.Second })
 	tok := e.loginTokens(t, "o-intro")
 	at := tok["access_token"].(string)
 	status, body := e.introspect(t, "rs", e.rsSecret, at)
@@ -282,7 +287,7 @@ func TestIntrospection(t *testing.T) {
 	if status, body := e.introspect(t, "rs", e.rsSecret, ""); status != 400 {
 		t.Errorf("missing token: %d %v", status, body)
 	}
-	// Expired: the access token lives 2 s; wait for it to lapse.
+	// Expired: the access token lives 4 s; wait for it to lapse.
 	deadline := time.Now().Add(10 * time.Second)
 	for e.active(t, at) {
 		if time.Now().After(deadline) {

@@ -54,7 +54,9 @@ func applyEnv(fs *pflag.FlagSet) error {
 		if !ok || v == "" {
 			return
 		}
-		if serr := f.Value.Set(v); serr != nil {
+		// fs.Set, not f.Value.Set: it marks the flag changed, so commands that
+		// send only what the user gave (clients update) see it.
+		if serr := fs.Set(f.Name, v); serr != nil {
 			// Say which variable is wrong, not its value: it may be a secret.
 			err = fmt.Errorf("invalid %s: %w", envs[0], serr)
 		}

@@ -15,16 +15,19 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/wxidp/wxidp/provider/wechat/wechattest"
 )
 
 // fastKeys shortens the key lifecycle so tests see rotations in seconds:
-// JWKS cached 1 s, keys reread every 200 ms, tokens live 2 s.
+// JWKS cached 1 s, keys reread every 500 ms, 200 ms of clock skew (so a key
+// is published 1.7 s before it signs), tokens live 2 s.
 func fastKeys(c *serveConfig) {
 	c.JWKSMaxAge = time.Second
-	c.KeyReload = 200 * time.Millisecond
+	c.KeyReload = 500 * time.Millisecond
 	c.AccessTokenTTL = 2 * time.Second
 	c.IDTokenTTL = 2 * time.Second
-	c.keySkew = 100 * time.Millisecond
+	c.keySkew = 200 * time.Millisecond
 	c.KeyRotation = 0
 }
 
@@ -129,7 +132,7 @@ func TestRotationInvisibleToCachingVerifiers(t *testing.T) {
 	}
 
 	// Retired keys leave the JWKS once every token they signed has expired
-	// (2 s tokens + 200 ms reload + 100 ms skew), and the store.
+	// (2 s tokens + 500 ms reload + 200 ms skew), and the store.
 	deadline = time.Now().Add(15 * time.Second)
 	for {
 		_, list := srv.adminJSON(t, http.MethodGet, "/admin/keys", testAdminToken, nil)
@@ -147,19 +150,27 @@ func TestRotationInvisibleToCachingVerifiers(t *testing.T) {
 }
 
 // TestRotationReachesEveryProcess: after a rotation at A, B signs with the
-// new key within its reload interval, without restart; tokens B signed
-// with the old key still introspect active at A.
+// new key within its reload interval, without restart; A's tokens signed
+// with the new key work at B at once; tokens B signed with the old key still
+// introspect active at A; a refresh after the rotation signs with the new
+// key (no kid is kept in the session).
 func TestRotationReachesEveryProcess(t *testing.T) {
 	t.Parallel()
 	dsn := migratedDB(t)
+	wx := wechattest.NewServer(t)
 	cfg := testConfig(dsn)
 	fastKeys(&cfg)
 	cfg.AccessTokenTTL = time.Minute
+	cfg.WeChatAPIBase = wx.URL
 	a, b := startServer(t, cfg), startServer(t, cfg)
-	secret := a.registerClient(t, map[string]any{"client_id": "rs", "scope": "introspect"})
+	ea := &lifecycleEnv{wechatEnv: &wechatEnv{server: a, wx: wx}}
+	ea.miniProgram(t, "mp", "wxapp1")
+	ea.rsSecret = a.registerClient(t, map[string]any{"client_id": "rs", "scope": "introspect"})
+	eb := &lifecycleEnv{wechatEnv: &wechatEnv{server: b, wx: wx}, rsSecret: ea.rsSecret}
 	form := url.Values{"grant_type": {"client_credentials"}}
-	_, _, old := b.postToken(t, "rs", secret, form)
+	_, _, old := b.postToken(t, "rs", ea.rsSecret, form)
 	oldKid := kidOf(t, old["access_token"].(string))
+	login := ea.loginTokens(t, "o-rot")
 
 	deadline := time.Now().Add(10 * time.Second)
 	for a.rotate(t) != http.StatusOK {
@@ -168,9 +179,16 @@ func TestRotationReachesEveryProcess(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	_, _, fresh := a.postToken(t, "rs", ea.rsSecret, form)
+	if kidOf(t, fresh["access_token"].(string)) == oldKid {
+		t.Fatal("A does not sign with the new key after rotating")
+	}
+	if !eb.active(t, fresh["access_token"].(string)) {
+		t.Fatal("B rejects a token A signed with the new key right after the rotation")
+	}
 	start := time.Now()
 	for {
-		_, _, body := b.postToken(t, "rs", secret, form)
+		_, _, body := b.postToken(t, "rs", ea.rsSecret, form)
 		if kidOf(t, body["access_token"].(string)) != oldKid {
 			t.Logf("process B signed with the new key %v after the rotation at A", time.Since(start).Round(time.Millisecond))
 			break
@@ -180,9 +198,17 @@ func TestRotationReachesEveryProcess(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	le := &lifecycleEnv{wechatEnv: &wechatEnv{server: a}, rsSecret: secret}
-	if !le.active(t, old["access_token"].(string)) {
+	if !ea.active(t, old["access_token"].(string)) {
 		t.Fatal("a token signed by the retired (still published) key is not active")
+	}
+	status, refreshed := eb.refresh(t, login["refresh_token"].(string))
+	if status != 200 {
+		t.Fatalf("refresh after rotation: %d %v", status, refreshed)
+	}
+	for _, k := range []string{"access_token", "id_token"} {
+		if kidOf(t, refreshed[k].(string)) == oldKid {
+			t.Errorf("refreshed %s signed with the retired key", k)
+		}
 	}
 }
 

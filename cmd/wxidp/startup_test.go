@@ -13,6 +13,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/wxidp/wxidp/keys"
 	"github.com/wxidp/wxidp/storage/postgres"
 	"github.com/wxidp/wxidp/storage/postgres/postgrestest"
@@ -144,4 +147,26 @@ func TestDevMode(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("demo client: %d %v", status, body)
 	}
+}
+
+// TestEveryFlagHasAnEnvironmentVariable: the design promises one for each.
+func TestEveryFlagHasAnEnvironmentVariable(t *testing.T) {
+	t.Parallel()
+	var walk func(cmd *cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		for _, fs := range []*pflag.FlagSet{cmd.LocalNonPersistentFlags(), cmd.PersistentFlags()} {
+			fs.VisitAll(func(f *pflag.Flag) {
+				if f.Name == "help" || f.Name == "dev" {
+					return
+				}
+				if len(f.Annotations[envAnnotation]) == 0 || !strings.Contains(f.Usage, "(env WXIDP_") {
+					t.Errorf("%s --%s has no environment variable", cmd.CommandPath(), f.Name)
+				}
+			})
+		}
+		for _, c := range cmd.Commands() {
+			walk(c)
+		}
+	}
+	walk(newRootCmd())
 }
