@@ -41,6 +41,7 @@ type AdminConfig struct {
 	Log     *slog.Logger
 	Clients ClientRegistry
 	Keys    KeyLister
+	Metrics *Metrics
 }
 
 type admin struct {
@@ -54,7 +55,7 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 		return nil, errors.New("web: admin token must be at least 16 characters")
 	}
 	a := &admin{AdminConfig: cfg, tokenSum: sha256.Sum256([]byte(cfg.Token))}
-	e := newEcho(cfg.Log, false)
+	e := newEcho(cfg.Log, false, cfg.Metrics.middleware("admin"))
 	// Routes carry the auth middleware one by one: an echo Group with
 	// middleware answers a wrong method with 404 instead of 405.
 	auth := a.authenticate
@@ -65,6 +66,7 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 	e.DELETE("/admin/clients/:id", a.deleteClient, auth)
 	e.GET("/admin/keys", a.listKeys, auth)
 	e.POST("/admin/keys/rotate", a.rotateKeys, auth)
+	e.GET("/metrics", cfg.Metrics.handler(), auth)
 	return e, nil
 }
 

@@ -56,6 +56,7 @@ type PublicConfig struct {
 	UserInfo   UserInfoSource
 	Lifecycle  TokenLifecycle
 	RateLimit  RateLimit
+	Metrics    *Metrics
 	// TrustedProxies are the load balancers whose X-Forwarded-For is
 	// believed when telling clients apart.
 	TrustedProxies []*net.IPNet
@@ -80,7 +81,7 @@ func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
 	if p.discovery, err = json.Marshal(p.discoveryDoc()); err != nil {
 		return nil, err
 	}
-	e := newEcho(cfg.Log, isHTTPS(cfg.Issuer), cfg.TrustedProxies...)
+	e := newEcho(cfg.Log, isHTTPS(cfg.Issuer), cfg.Metrics.middleware("public"), cfg.TrustedProxies...)
 	limits := cfg.RateLimit.middleware()
 	e.POST("/oauth2/token", p.token, limits...)
 	e.POST("/oauth2/revoke", p.revoke, limits...)

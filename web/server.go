@@ -16,7 +16,7 @@ import (
 // MaxFormBytes caps request bodies; larger bodies get 413.
 const MaxFormBytes = 64 << 10
 
-func newEcho(log *slog.Logger, hsts bool, trustedProxies ...*net.IPNet) *echo.Echo {
+func newEcho(log *slog.Logger, hsts bool, metrics echo.MiddlewareFunc, trustedProxies ...*net.IPNet) *echo.Echo {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -35,6 +35,7 @@ func newEcho(log *slog.Logger, hsts bool, trustedProxies ...*net.IPNet) *echo.Ec
 	e.Use(
 		middleware.RequestID(),
 		accessLog(log),
+		metrics,
 		middleware.RecoverWithConfig(middleware.RecoverConfig{
 			DisableStackAll: true,
 			LogErrorFunc: func(c echo.Context, err error, stack []byte) error {

@@ -227,3 +227,19 @@ func kids(s jose.JSONWebKeySet) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestMetrics: the admin listener serves Prometheus metrics, labelled by
+// route pattern, behind the admin token.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, testConfig(migratedDB(t)))
+	srv.postToken(t, "nobody", "x", url.Values{"grant_type": {"client_credentials"}})
+	if status, _ := srv.adminRaw(t, http.MethodGet, "/metrics", "", "", nil); status != http.StatusUnauthorized {
+		t.Fatalf("metrics without the admin token: %d", status)
+	}
+	status, out := srv.adminRaw(t, http.MethodGet, "/metrics", testAdminToken, "", nil)
+	if status != 200 || !strings.Contains(string(out), `wxidp_http_requests_total{code="401",listener="public",method="POST",route="/oauth2/token"} 1`) ||
+		!strings.Contains(string(out), "wxidp_http_request_duration_seconds_bucket") || !strings.Contains(string(out), "go_goroutines") {
+		t.Fatalf("metrics: %d\n%s", status, out)
+	}
+}

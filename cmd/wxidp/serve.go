@@ -194,8 +194,10 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		}
 	}
 
+	metrics := web.NewMetrics()
 	public, err := web.NewPublic(web.PublicConfig{
-		Issuer: cfg.Issuer, GrantTypes: provider.GrantTypes(), Log: log, Tokens: prov, UserInfo: prov, Lifecycle: prov, Keys: km, Store: store,
+		Metrics: metrics,
+		Issuer:  cfg.Issuer, GrantTypes: provider.GrantTypes(), Log: log, Tokens: prov, UserInfo: prov, Lifecycle: prov, Keys: km, Store: store,
 		RateLimit: web.RateLimit{
 			PerIP: rate.Limit(cfg.RateIP), PerIPBurst: cfg.RateIPBurst,
 			PerClient: rate.Limit(cfg.RateClient), PerClientBurst: cfg.RateClientBurst,
@@ -205,7 +207,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 	if err != nil {
 		return err
 	}
-	admin, err := web.NewAdmin(web.AdminConfig{Token: cfg.AdminToken, Log: log, Clients: clients, Keys: km})
+	admin, err := web.NewAdmin(web.AdminConfig{Token: cfg.AdminToken, Log: log, Clients: clients, Keys: km, Metrics: metrics})
 	if err != nil {
 		return err
 	}
