@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wxidp/wxidp/keys"
 )
@@ -76,5 +77,38 @@ func TestCorruptedCiphertext(t *testing.T) {
 	err = runReencrypt(context.Background(), e.dsn, strings.Repeat("N", 40)+","+testSecret, io.Discard)
 	if !errors.Is(err, keys.ErrUndecryptable) || !strings.Contains(err.Error(), "signing_key") {
 		t.Fatalf("reencrypt over a corrupted key: %v", err)
+	}
+}
+
+// TestStartupReencrypts: a server started with a new secret first moves
+// every stored secret to it on its own; the old secret can then go.
+func TestStartupReencrypts(t *testing.T) {
+	t.Parallel()
+	newSecret := strings.Repeat("M", 36)
+	e := newWeChatEnv(t)
+	e.miniProgram(t, "mp", "wxapp1")
+	if status, _, body := e.login(t, "mp", e.wx.Login("wxapp1", "o-start", "")); status != 200 {
+		t.Fatalf("login: %d %v", status, body)
+	}
+	e.stop()
+
+	cfg := testConfig(e.dsn)
+	cfg.Secrets = newSecret + "," + testSecret
+	cfg.WeChatAPIBase = e.wx.URL
+	rotating := startServer(t, cfg)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(rotating.logs.String(), "re-encrypted stored secrets") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no re-encryption at start-up:\n%s", rotating.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rotating.stop()
+
+	cfg.Secrets = newSecret
+	srv := startServer(t, cfg)
+	after := &wechatEnv{server: srv, wx: e.wx}
+	if status, _, body := after.login(t, "mp", e.wx.Login("wxapp1", "o-start", "")); status != 200 {
+		t.Fatalf("login with only the new secret: %d %v", status, body)
 	}
 }
