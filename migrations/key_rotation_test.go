@@ -1,17 +1,11 @@
 package migrations_test
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/pressly/goose/v3"
-
-	"github.com/wxidp/wxidp/migrations"
-	"github.com/wxidp/wxidp/storage/postgres/postgrestest"
 )
 
 // 00004 adds the one-next-key index and dates retired keys stored without a
@@ -19,26 +13,7 @@ import (
 // to (two next keys) it must fail and change nothing.
 func TestKeyRotationMigration(t *testing.T) {
 	t.Parallel()
-	dsn := postgrestest.DSN(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	db, err := migrations.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 3); err != nil {
-		t.Fatalf("up to 3: %v", err)
-	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	ctx, p, conn, _ := atVersion(t, 3)
 	insertKey := func(kid, state string, retiredAt *time.Time) error {
 		_, err := conn.Exec(ctx, `INSERT INTO signing_keys (kid, algorithm, state, private_key, created_at, retired_at)
 			VALUES ($1, 'RS256', $2, 'x', now(), $3)`, kid, state, retiredAt)
@@ -90,7 +65,7 @@ func TestKeyRotationMigration(t *testing.T) {
 	if at := retiredAt("k-retired"); at == nil || !at.Equal(known) {
 		t.Errorf("retired_at of a dated retired key = %v, want %v kept", at, known)
 	}
-	err = insertKey("k-next-2", "next", nil)
+	err := insertKey("k-next-2", "next", nil)
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.ConstraintName != "signing_keys_one_next" {
 		t.Errorf("second next key after 00004: %v, want a violation of signing_keys_one_next", err)

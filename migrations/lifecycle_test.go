@@ -1,19 +1,14 @@
 package migrations_test
 
 import (
-	"context"
 	"errors"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
-	"github.com/pressly/goose/v3"
 
-	"github.com/wxidp/wxidp/migrations"
 	"github.com/wxidp/wxidp/storage/postgres"
-	"github.com/wxidp/wxidp/storage/postgres/postgrestest"
 )
 
 // 00003 runs outside a transaction (to build its index concurrently); its
@@ -22,26 +17,7 @@ import (
 // grace period they must still read inactive, and only expiry purges them.
 func TestLifecycleMigration(t *testing.T) {
 	t.Parallel()
-	dsn := postgrestest.DSN(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	db, err := migrations.OpenDB(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, migrations.FS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 2); err != nil {
-		t.Fatalf("up to 2: %v", err)
-	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
+	ctx, p, conn, dsn := atVersion(t, 2)
 	exec := func(sql string, args ...any) {
 		t.Helper()
 		if _, err := conn.Exec(ctx, sql, args...); err != nil {
