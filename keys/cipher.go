@@ -6,6 +6,7 @@ import (
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 )
@@ -128,4 +129,21 @@ func (c *Cipher) keyFor(sealed []byte) (sealKey, bool) {
 		}
 	}
 	return sealKey{}, false
+}
+
+// Recognizes reports whether a sealed value's header (its first
+// storage.SealedHeaderLen bytes) names a secret this cipher holds, without
+// decrypting anything: start-up checks every header in use this way.
+func (c *Cipher) Recognizes(header []byte) bool {
+	_, ok := c.keyFor(header)
+	return ok
+}
+
+// Fingerprint names the secret a header points to, for error messages: the
+// 4-byte id is a hash of a derived key and reveals nothing of the secret.
+func Fingerprint(header []byte) string {
+	if len(header) < headerLen {
+		return "corrupt"
+	}
+	return hex.EncodeToString(header[1:headerLen])
 }

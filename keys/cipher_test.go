@@ -96,3 +96,24 @@ func flip(b []byte, i int) []byte {
 	out[i] ^= 0xff
 	return out
 }
+
+func TestRecognizesHeaders(t *testing.T) {
+	t.Parallel()
+	old, _ := NewCipher([]string{secretA})
+	sealed, _ := old.Seal([]byte("x"), nil)
+	header := sealed[:headerLen]
+	both, _ := NewCipher([]string{secretB, secretA})
+	onlyNew, _ := NewCipher([]string{secretB})
+	if !old.Recognizes(header) || !both.Recognizes(header) {
+		t.Error("a configured secret's header not recognized")
+	}
+	if onlyNew.Recognizes(header) {
+		t.Error("a header of a dropped secret recognized")
+	}
+	if onlyNew.Recognizes([]byte{1, 2}) || Fingerprint([]byte{1}) != "corrupt" {
+		t.Error("short headers must be unrecognized and reported as corrupt")
+	}
+	if fp := Fingerprint(header); len(fp) != 8 || strings.Contains(fp, secretA[:4]) {
+		t.Errorf("fingerprint %q", fp)
+	}
+}

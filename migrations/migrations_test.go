@@ -112,7 +112,8 @@ func TestStatus(t *testing.T) {
 	}
 	if strings.Contains(after.String(), "pending") || !strings.Contains(after.String(), "00001_init.sql") ||
 		!strings.Contains(after.String(), "00002_wechat.sql") || !strings.Contains(after.String(), "00003_lifecycle.sql") ||
-		!strings.Contains(after.String(), "00004_key_rotation.sql") {
+		!strings.Contains(after.String(), "00004_key_rotation.sql") ||
+		!strings.Contains(after.String(), "00005_sealed_headers.sql") {
 		t.Errorf("Status after Up:\n%s\nwant every migration applied", after.String())
 	}
 }

@@ -142,7 +142,17 @@ type Resealer interface {
 	// sealed by a current process anyway). The first error stops the walk
 	// and is returned. It returns how many values were rewritten.
 	ResealAll(ctx context.Context, reseal func(Sealed) ([]byte, error)) (int, error)
+	// SealedHeaders returns, per kind, the distinct first SealedHeaderLen
+	// bytes of the stored sealed values (format version and the fingerprint
+	// of the secret that sealed them), so start-up can refuse a
+	// WXIDP_SECRETS that lacks a secret still in use. It must stay cheap on
+	// millions of rows: an index walk, never a full scan.
+	SealedHeaders(ctx context.Context) (map[SealedKind][][]byte, error)
 }
+
+// SealedHeaderLen is how many leading bytes of a sealed value name its
+// format and secret (keys.Cipher's header).
+const SealedHeaderLen = 5
 
 // Store is everything a backend provides; the conformance suite runs against
 // it. Code that needs less declares its own smaller interface.

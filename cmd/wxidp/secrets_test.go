@@ -29,6 +29,17 @@ func TestSecretRotation(t *testing.T) {
 	kidBefore := kids(fetchJWKS(t, e.issuer))
 	e.stop()
 
+	// Dropping the old secret before re-encrypting is refused at start-up,
+	// naming what still needs it.
+	early := testConfig(e.dsn)
+	early.Secrets = newSecret
+	err := runServe(context.Background(), early, io.Discard, quietLog())
+	for _, kind := range []string{"signing_key", "wechat_app_secret", "wechat_session_key", "wechat_access_token"} {
+		if err == nil || !strings.Contains(err.Error(), kind) {
+			t.Fatalf("start-up without the old secret: %v, want %s named", err, kind)
+		}
+	}
+
 	var out bytes.Buffer
 	if err := runReencrypt(context.Background(), e.dsn, newSecret+","+oldSecret, &out); err != nil {
 		t.Fatalf("reencrypt: %v", err)

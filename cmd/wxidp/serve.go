@@ -149,6 +149,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		store = postgres.New(pool, postgres.WithRefreshGrace(cfg.RefreshGrace))
 	}
 
+	if err := checkSecretsInUse(ctx, store, cipher); err != nil {
+		return err
+	}
 	km := keys.NewManager(store, cipher, keys.Options{
 		JWKSMaxAge: cfg.JWKSMaxAge, ReloadEvery: cfg.KeyReload, RotateEvery: cfg.KeyRotation,
 		TokenLifetime: max(cfg.AccessTokenTTL, cfg.IDTokenTTL), ClockSkew: cfg.keySkew, Log: log,
@@ -244,6 +247,29 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		err = nil
 	}
 	return err
+}
+
+// checkSecretsInUse refuses to start when a stored secret (of any kind) was
+// sealed under a secret missing from WXIDP_SECRETS: serving would fail at
+// the first login that needs it. It reads only the headers, from an index.
+func checkSecretsInUse(ctx context.Context, store storage.Resealer, cipher *keys.Cipher) error {
+	headers, err := store.SealedHeaders(ctx)
+	if err != nil {
+		return fmt.Errorf("check stored secrets (has `wxidp migrate up` run?): %w", err)
+	}
+	var missing []error
+	for kind, hs := range headers {
+		for _, h := range hs {
+			if !cipher.Recognizes(h) {
+				missing = append(missing, fmt.Errorf("stored %s values are sealed under secret %s", kind, keys.Fingerprint(h)))
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("WXIDP_SECRETS lacks a secret still in use (keep the old secret after the new one and run `wxidp secrets reencrypt` first): %w",
+			errors.Join(missing...))
+	}
+	return nil
 }
 
 func (cfg *serveConfig) listen() (public, admin net.Listener, err error) {

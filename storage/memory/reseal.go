@@ -223,3 +223,35 @@ func (s *Store) writeSealed(ctx context.Context, set sealedSet, changed []reseal
 	}
 	return n, nil
 }
+
+// SealedHeaders returns, per kind, the distinct first SealedHeaderLen bytes
+// of the values ResealAll would visit, in ascending order as the PostgreSQL
+// backend lists them; a shorter value is its own header. Kinds without
+// values are absent.
+func (s *Store) SealedHeaders(ctx context.Context) (map[storage.SealedKind][][]byte, error) {
+	if _, err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	out := map[storage.SealedKind][][]byte{}
+	for _, set := range s.sealedSets() {
+		var hs [][]byte
+		seen := map[string]bool{}
+		for _, id := range set.ids() {
+			v, ok := set.get(id)
+			if !ok {
+				continue
+			}
+			h := v[:min(len(v), storage.SealedHeaderLen)]
+			if !seen[string(h)] {
+				seen[string(h)] = true
+				hs = append(hs, bytes.Clone(h))
+			}
+		}
+		if len(hs) > 0 {
+			slices.SortFunc(hs, bytes.Compare)
+			out[set.kind] = hs
+		}
+	}
+	return out, nil
+}

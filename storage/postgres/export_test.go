@@ -28,3 +28,13 @@ func ResealPageStatements() map[string]struct {
 	}
 	return m
 }
+
+// HeaderStatements exposes, by table, the statement listing the distinct
+// headers of its sealed column.
+func HeaderStatements() map[string]string {
+	m := map[string]string{}
+	for _, c := range sealedColumns {
+		m[c.table] = c.headers
+	}
+	return m
+}

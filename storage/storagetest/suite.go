@@ -28,6 +28,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"SigningKeys", testSigningKeys},
 		{"KeyRotation", testKeyRotation},
 		{"Reseal", testReseal},
+		{"SealedHeaders", testSealedHeaders},
 		{"Sessions", testSessions},
 		{"AuthorizeCode", testAuthorizeCode},
 		{"RefreshToken", testRefreshToken},
