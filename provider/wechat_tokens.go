@@ -87,6 +87,12 @@ func (a *appTokens) get(ctx context.Context, appID, secret, stale string) (strin
 			return "", err
 		}
 		if won {
+			// Another process may have saved a token (and released its
+			// lease) between our read and our lease: use it if it is fresh.
+			if again, err := a.load(ctx, appID); err == nil && again.token != cur.token && again.token != stale &&
+				now.Add(refreshBefore).Before(again.expiresAt) {
+				return again.token, nil
+			}
 			fresh, err := a.refresh(ctx, appID, secret, stale != "" && cur.token == stale)
 			if err != nil && usable {
 				return cur.token, nil // WeChat failed; the old token still works
