@@ -191,29 +191,7 @@ func testGraceConcurrency(t *testing.T, gs graceSuite) {
 			gs.run(t, name, tc.grace, func(t *testing.T, ctx context.Context, s storage.Store, _ *fakeClock) {
 				c := mustCreateClient(t, ctx, s, "client")
 				mustCreateTokens(t, ctx, s, newRequest(c, "req-1"), "1")
-				errs := parallel(32, func(int) error {
-					if !inTx {
-						return s.RotateRefreshToken(ctx, "req-1", "rt-1")
-					}
-					txCtx, err := s.BeginTX(ctx)
-					if err != nil {
-						return err
-					}
-					if err := s.RotateRefreshToken(txCtx, "req-1", "rt-1"); err != nil {
-						_ = s.Rollback(txCtx)
-						return err
-					}
-					return s.Commit(txCtx)
-				})
-				wins := 0
-				for i, err := range errs {
-					switch {
-					case err == nil:
-						wins++
-					case !errors.Is(err, fosite.ErrNotFound) && !errors.Is(err, fosite.ErrSerializationFailure):
-						t.Errorf("rotation #%d: %v, want nil, fosite.ErrNotFound or fosite.ErrSerializationFailure", i, err)
-					}
-				}
+				wins := rotateConcurrently(t, ctx, s, 32, inTx)
 				if wins != tc.wins {
 					t.Errorf("%d of 32 concurrent rotations succeeded, want %d", wins, tc.wins)
 				}

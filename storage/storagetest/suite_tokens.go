@@ -107,37 +107,45 @@ func testRefreshToken(t *testing.T, su suite) {
 		su.run(t, name, func(t *testing.T, ctx context.Context, s storage.Store) {
 			c := mustCreateClient(t, ctx, s, "client")
 			mustCreateTokens(t, ctx, s, newRequest(c, "req-1"), "1")
-			errs := parallel(20, func(int) error {
-				if !inTx {
-					return s.RotateRefreshToken(ctx, "req-1", "rt-1")
-				}
-				txCtx, err := s.BeginTX(ctx)
-				if err != nil {
-					return err
-				}
-				if err := s.RotateRefreshToken(txCtx, "req-1", "rt-1"); err != nil {
-					_ = s.Rollback(txCtx)
-					return err
-				}
-				return s.Commit(txCtx)
-			})
-			wins := 0
-			for i, err := range errs {
-				switch {
-				case err == nil:
-					wins++
-				// Losing a race may also surface as a serialization failure,
-				// which fosite turns into a retryable error.
-				case !errors.Is(err, fosite.ErrNotFound) && !errors.Is(err, fosite.ErrSerializationFailure):
-					t.Errorf("rotation #%d: %v, want nil, fosite.ErrNotFound or fosite.ErrSerializationFailure", i, err)
-				}
-			}
+			wins := rotateConcurrently(t, ctx, s, 20, inTx)
 			if wins != 1 {
 				t.Errorf("%d concurrent rotations of one token succeeded, want exactly 1", wins)
 			}
 			checkTokens(t, ctx, s, map[string]error{"rt-1": fosite.ErrInactiveToken, "at-1": fosite.ErrNotFound})
 		})
 	}
+}
+
+// rotateConcurrently rotates refresh token rt-1 of req-1 from n goroutines
+// at once, each in its own transaction when inTx (as fosite does), and
+// returns how many succeeded. Losers must see fosite.ErrNotFound, or a
+// serialization failure, which fosite turns into a retryable error.
+func rotateConcurrently(t *testing.T, ctx context.Context, s storage.Store, n int, inTx bool) int {
+	t.Helper()
+	errs := parallel(n, func(int) error {
+		if !inTx {
+			return s.RotateRefreshToken(ctx, "req-1", "rt-1")
+		}
+		txCtx, err := s.BeginTX(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.RotateRefreshToken(txCtx, "req-1", "rt-1"); err != nil {
+			_ = s.Rollback(txCtx)
+			return err
+		}
+		return s.Commit(txCtx)
+	})
+	wins := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, fosite.ErrNotFound) && !errors.Is(err, fosite.ErrSerializationFailure):
+			t.Errorf("rotation #%d: %v, want nil, fosite.ErrNotFound or fosite.ErrSerializationFailure", i, err)
+		}
+	}
+	return wins
 }
 
 func testRevocation(t *testing.T, su suite) {
