@@ -29,6 +29,7 @@ type Store interface {
 	ListSigningKeys(ctx context.Context) ([]storage.SigningKey, error)
 	RotateSigningKeys(ctx context.Context, newNext *storage.SigningKey, notBefore, now time.Time) error
 	DeleteRetiredSigningKeys(ctx context.Context, before time.Time) (int, error)
+	RevokeSigningKey(ctx context.Context, kid string, newNext *storage.SigningKey, now time.Time) error
 }
 
 // ErrNoActiveKey means the store holds no active signing key.
@@ -189,6 +190,20 @@ func (m *Manager) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("keys: list signing keys: %w", err)
 	}
+	next, err := m.build(recs)
+	if err != nil {
+		return err
+	}
+	if next.active == nil {
+		return ErrNoActiveKey
+	}
+	m.set.Store(next)
+	return nil
+}
+
+// build makes a snapshot of recs, decrypting only keys not seen before and
+// forgetting those no longer listed. The caller holds m.mu.
+func (m *Manager) build(recs []storage.SigningKey) (*keySet, error) {
 	next := &keySet{verify: map[string]*rsa.PublicKey{}, list: recs}
 	seen := map[string]bool{}
 	var published []jose.JSONWebKey
@@ -200,7 +215,7 @@ func (m *Manager) Reload(ctx context.Context) error {
 		seen[rec.KID] = true
 		l, err := m.load(rec)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		published = append(published, jose.JSONWebKey{Key: &l.priv.PublicKey, KeyID: rec.KID, Algorithm: rec.Algorithm, Use: "sig"})
 		// The next key verifies too: right after another process rotates,
@@ -212,9 +227,6 @@ func (m *Manager) Reload(ctx context.Context) error {
 			next.active = &josev3.JSONWebKey{Key: l.priv, KeyID: rec.KID, Algorithm: rec.Algorithm, Use: "sig"}
 		}
 	}
-	if next.active == nil {
-		return ErrNoActiveKey
-	}
 	for kid := range m.parsed {
 		if !seen[kid] {
 			delete(m.parsed, kid)
@@ -222,14 +234,14 @@ func (m *Manager) Reload(ctx context.Context) error {
 	}
 	// Deterministic order (kid) so the ETag changes only when the set does.
 	sort.Slice(published, func(i, j int) bool { return published[i].KeyID < published[j].KeyID })
+	var err error
 	next.jwks, err = json.Marshal(jose.JSONWebKeySet{Keys: published})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sum := sha256.Sum256(next.jwks)
 	next.etag = `"` + base64.RawURLEncoding.EncodeToString(sum[:16]) + `"`
-	m.set.Store(next)
-	return nil
+	return next, nil
 }
 
 func (m *Manager) load(rec storage.SigningKey) (*loaded, error) {

@@ -70,6 +70,10 @@ func (m *Manager) tick(ctx context.Context) error {
 	if err := m.Reload(ctx); err != nil {
 		return err
 	}
+	// A revocation that could not create its next key leaves it to here.
+	if err := m.ensureNext(ctx); err != nil {
+		return err
+	}
 	if m.rotationDue() {
 		// Every process may try; the store lets one win.
 		if err := m.Rotate(ctx); err != nil && !errors.Is(err, ErrNotReady) {

@@ -25,7 +25,9 @@ func (m *Manager) Signer() *Signer {
 	s := &Signer{m: m}
 	s.GetPrivateKey = func(context.Context) (interface{}, error) {
 		set := m.set.Load()
-		if set == nil {
+		// No active key: before Init, or after a revocation of the active
+		// key whose reload failed (see Revoke).
+		if set == nil || set.active == nil {
 			return nil, ErrNoActiveKey
 		}
 		return set.active, nil

@@ -188,9 +188,12 @@ func (cs *Clients) build(ctx context.Context, md ClientMetadata, old *storage.Cl
 			return nil, bad("audience: %q is not a valid audience", a)
 		}
 	}
+	// Redirect URIs are stored exactly as given (no normalisation): the
+	// authorization endpoint compares them by exact string equality, so the
+	// check below refuses any URI that has more than one spelling.
 	for _, u := range md.RedirectURIs {
-		if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://127.0.0.1") && !strings.HasPrefix(u, "http://localhost") {
-			return nil, bad("redirect_uris: %q must use https (or loopback http)", u)
+		if err := ValidateRedirectURI(u); err != nil {
+			return nil, err
 		}
 	}
 	if md.ClientSecret != "" {

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/ory/fosite"
+
+	"github.com/wxidp/wxidp/storage"
 )
 
 // ScopeIntrospect lets a client introspect tokens issued to other clients
@@ -45,9 +47,12 @@ func (p *Provider) Introspect(ctx context.Context, r *http.Request) (*Introspect
 		return nil, fosite.ErrInvalidRequest.WithHint("The 'token' parameter is missing.")
 	}
 	ir, err := p.oauth.NewIntrospectionRequest(ctx, r, NewSession())
-	// Order matters: fosite wraps the validators' own errors (which may be
-	// ErrRequestUnauthorized) in ErrInactiveToken.
+	// Order matters: an outage hides inside the other two, and fosite wraps
+	// the validators' own errors (which may be ErrRequestUnauthorized) in
+	// ErrInactiveToken.
 	switch {
+	case errors.Is(err, storage.ErrUnavailable):
+		return nil, outage(err)
 	case errors.Is(err, fosite.ErrInactiveToken):
 		return &Introspection{}, nil
 	case errors.Is(err, fosite.ErrRequestUnauthorized):
@@ -58,6 +63,9 @@ func (p *Provider) Introspect(ctx context.Context, r *http.Request) (*Introspect
 	ar := ir.GetAccessRequester()
 	if ar.GetClient().GetID() != callerID {
 		caller, err := p.clients.GetClient(ctx, callerID)
+		if errors.Is(err, storage.ErrUnavailable) {
+			return nil, outage(err)
+		}
 		if err != nil || !fosite.Arguments(caller.GetScopes()).Has(ScopeIntrospect) {
 			return &Introspection{}, nil
 		}
@@ -68,13 +76,15 @@ func (p *Provider) Introspect(ctx context.Context, r *http.Request) (*Introspect
 		ClientID: ar.GetClient().GetID(),
 		Subject:  ar.GetSession().GetSubject(),
 		Audience: ar.GetGrantedAudience(),
-		Issuer:   p.cfg.Issuer,
 		IssuedAt: ar.GetRequestedAt().Unix(),
 	}
 	kind := fosite.AccessToken
 	out.TokenType = "Bearer"
 	if ir.GetTokenUse() == fosite.RefreshToken {
 		kind, out.TokenType = fosite.RefreshToken, "refresh_token"
+	}
+	if out.Issuer, err = p.introspectedIssuer(kind, r.PostFormValue("token"), ar); err != nil {
+		return &Introspection{}, nil
 	}
 	if exp := ar.GetSession().GetExpiresAt(kind); !exp.IsZero() {
 		out.ExpiresAt = exp.Unix()
@@ -86,10 +96,18 @@ func (p *Provider) Introspect(ctx context.Context, r *http.Request) (*Introspect
 // client asks; unknown tokens and other clients' tokens answer 200 and
 // change nothing.
 func (p *Provider) Revoke(ctx context.Context, r *http.Request) error {
-	return p.oauth.NewRevocationRequest(ctx, r)
+	return outage(p.oauth.NewRevocationRequest(ctx, r))
 }
 
-// WriteRevocationResponse writes Revoke's answer.
+// WriteRevocationResponse writes Revoke's answer. fosite answers 200 to
+// every error but invalid_request and invalid_client, its own
+// temporarily_unavailable (a failed storage lookup) and server errors
+// included: the client would then believe a token revoked that still
+// works. Those are written as the errors they are.
 func (p *Provider) WriteRevocationResponse(ctx context.Context, w http.ResponseWriter, err error) {
+	if errors.Is(err, fosite.ErrTemporarilyUnavailable) || errors.Is(err, fosite.ErrServerError) {
+		p.oauth.WriteAccessError(ctx, w, nil, err)
+		return
+	}
 	p.oauth.WriteRevocationResponse(ctx, w, err)
 }

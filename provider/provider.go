@@ -25,6 +25,10 @@ type Config struct {
 	// GlobalSecret keys fosite's HMAC tokens (refresh tokens, codes); at
 	// least 32 bytes.
 	GlobalSecret []byte
+	// RotatedGlobalSecrets still verify HMAC tokens minted under them (they
+	// mint none), so rotating WXIDP_SECRETS logs nobody out; each at least
+	// 32 bytes.
+	RotatedGlobalSecrets [][]byte
 }
 
 // Store is the storage the provider composes.
@@ -75,6 +79,12 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		// fosite would only fail at the first issuance; fail at start-up.
 		return nil, errors.Join(ErrConfig, errors.New("global secret must be at least 32 bytes"))
 	}
+	for _, s := range cfg.RotatedGlobalSecrets {
+		// fosite stops at a short rotated secret instead of trying the next.
+		if len(s) < 32 {
+			return nil, errors.Join(ErrConfig, errors.New("rotated global secrets must be at least 32 bytes"))
+		}
+	}
 	if cfg.Issuer == "" || cfg.AccessTokenTTL <= 0 || cfg.RefreshTokenTTL <= 0 || cfg.IDTokenTTL <= 0 {
 		return nil, errors.Join(ErrConfig, errors.New("issuer and positive token lifetimes are required"))
 	}
@@ -88,6 +98,7 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		IDTokenIssuer:              cfg.Issuer,
 		TokenURL:                   cfg.Issuer + TokenPath,
 		GlobalSecret:               cfg.GlobalSecret,
+		RotatedGlobalSecrets:       cfg.RotatedGlobalSecrets,
 		ScopeStrategy:              fosite.ExactScopeStrategy,
 		AudienceMatchingStrategy:   fosite.ExactAudienceMatchingStrategy,
 		JWTScopeClaimKey:           jwt.JWTScopeFieldString,
@@ -128,6 +139,7 @@ func New(cfg Config, d Deps) (*Provider, error) {
 func (p *Provider) Token(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error) {
 	sess := NewSession()
 	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
+	err = outage(err)
 	if ar == nil && errors.Is(err, fosite.ErrInvalidRequest) {
 		// fosite answers a grant no handler claims with a bare
 		// invalid_request (and no request); RFC 6749 §5.2 names it.
@@ -146,7 +158,7 @@ func (p *Provider) Token(ctx context.Context, r *http.Request) (fosite.AccessReq
 	}
 	resp, err := p.oauth.NewAccessResponse(ctx, ar)
 	if err != nil {
-		return ar, nil, err
+		return ar, nil, outage(err)
 	}
 	return ar, resp, nil
 }

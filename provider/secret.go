@@ -68,23 +68,37 @@ func (h *SecretHasher) Hash(_ context.Context, data []byte) ([]byte, error) {
 
 // Compare checks data against hash in constant time.
 func (h *SecretHasher) Compare(_ context.Context, hash, data []byte) error {
-	parts := strings.Split(string(hash), "$")
-	if len(parts) != 3 || parts[0] != hashPrefix {
+	k, want, ok := h.parse(hash)
+	if !ok || !hmac.Equal(mac(k.key, data), want) {
 		return fosite.ErrInvalidClient
 	}
-	want, err := base64.RawURLEncoding.DecodeString(parts[2])
+	return nil
+}
+
+// Knows reports whether hash was made under one of the configured system
+// secrets, so start-up can refuse a WXIDP_SECRETS that would leave a client
+// unable to authenticate. A malformed hash is not known.
+func (h *SecretHasher) Knows(hash []byte) bool {
+	_, _, ok := h.parse(hash)
+	return ok
+}
+
+// parse splits "hmac-sha256$<key id>$<mac>" and finds the key it names.
+func (h *SecretHasher) parse(hash []byte) (hmacKey, []byte, bool) {
+	parts := strings.Split(string(hash), "$")
+	if len(parts) != 3 || parts[0] != hashPrefix {
+		return hmacKey{}, nil, false
+	}
+	sum, err := base64.RawURLEncoding.DecodeString(parts[2])
 	if err != nil {
-		return fosite.ErrInvalidClient
+		return hmacKey{}, nil, false
 	}
 	for _, k := range h.keys {
 		if k.id == parts[1] {
-			if hmac.Equal(mac(k.key, data), want) {
-				return nil
-			}
-			return fosite.ErrInvalidClient
+			return k, sum, true
 		}
 	}
-	return fosite.ErrInvalidClient
+	return hmacKey{}, nil, false
 }
 
 func mac(key, data []byte) []byte {

@@ -59,6 +59,38 @@ func TestSecretHasher(t *testing.T) {
 	}
 }
 
+// TestSecretHasherKnows: start-up asks which stored hashes the configured
+// secrets can still verify.
+func TestSecretHasherKnows(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	oldSecret, newSecret := strings.Repeat("o", 32), strings.Repeat("n", 32)
+	old, _ := NewSecretHasher([]string{oldSecret})
+	oldHash, _ := old.Hash(ctx, []byte("client-secret"))
+	rotated, _ := NewSecretHasher([]string{newSecret, oldSecret})
+	newHash, _ := rotated.Hash(ctx, []byte("client-secret"))
+	dropped, _ := NewSecretHasher([]string{newSecret})
+	for _, tc := range []struct {
+		name   string
+		hasher *SecretHasher
+		hash   string
+		want   bool
+	}{
+		{"own hash", old, string(oldHash), true},
+		{"old hash while the old secret is listed", rotated, string(oldHash), true},
+		{"new hash", rotated, string(newHash), true},
+		{"old hash after the old secret is dropped", dropped, string(oldHash), false},
+		{"new hash before the new secret is listed", old, string(newHash), false},
+		{"empty", rotated, "", false},
+		{"other scheme", rotated, "bcrypt$a$b", false},
+		{"bad mac", rotated, string(newHash) + "!", false},
+	} {
+		if got := tc.hasher.Knows([]byte(tc.hash)); got != tc.want {
+			t.Errorf("%s: Knows = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
 func BenchmarkSecretCompare(b *testing.B) {
 	h, _ := NewSecretHasher([]string{strings.Repeat("o", 32)})
 	secret, _ := GenerateClientSecret()

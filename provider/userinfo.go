@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	jose "github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"github.com/ory/fosite"
 
 	"github.com/wxidp/wxidp/storage"
@@ -24,7 +26,17 @@ func (p *Provider) UserInfo(ctx context.Context, token string) (map[string]any, 
 		return nil, ErrInvalidToken
 	}
 	use, ar, err := p.oauth.IntrospectToken(ctx, token, fosite.AccessToken, NewSession())
+	if errors.Is(err, storage.ErrUnavailable) {
+		return nil, outage(err)
+	}
 	if err != nil || use != fosite.AccessToken {
+		return nil, ErrInvalidToken
+	}
+	// fosite checks the signature, the expiry and the stored record, not
+	// the issuer: a token minted under another issuer that shares our keys
+	// and database (a second configuration, a staging deployment) is not
+	// ours to answer for.
+	if iss, err := tokenIssuer(token); err != nil || iss != p.cfg.Issuer {
 		return nil, ErrInvalidToken
 	}
 	sess, ok := ar.GetSession().(*Session)
@@ -50,4 +62,35 @@ func (p *Provider) UserInfo(ctx context.Context, token string) (map[string]any, 
 		claims["phone_number_verified"] = true
 	}
 	return claims, nil
+}
+
+// tokenIssuer reads the iss claim of an access token (a JWT) that fosite
+// has already verified; the signature is not checked again here.
+func tokenIssuer(token string) (string, error) {
+	t, err := josejwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256})
+	if err != nil {
+		return "", err
+	}
+	var claims struct {
+		Issuer string `json:"iss"`
+	}
+	if err := t.UnsafeClaimsWithoutVerification(&claims); err != nil {
+		return "", err
+	}
+	return claims.Issuer, nil
+}
+
+// introspectedIssuer names who issued an active token: an access token says
+// so itself (another issuer sharing our keys and database may have minted
+// it, and a resource server must see that); a refresh token is opaque, so
+// it is the issuer recorded in its session, else this server, the only
+// kind of issuer that can redeem it (one holding the same secrets).
+func (p *Provider) introspectedIssuer(kind fosite.TokenType, token string, ar fosite.Requester) (string, error) {
+	if kind == fosite.AccessToken {
+		return tokenIssuer(token)
+	}
+	if sess, ok := ar.GetSession().(*Session); ok && sess.IDTokenClaims().Issuer != "" {
+		return sess.IDTokenClaims().Issuer, nil
+	}
+	return p.cfg.Issuer, nil
 }

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -43,6 +44,11 @@ func (g *wechatGrant) wechatError(clientID, appID string, err error) error {
 	if errors.Is(err, wechat.ErrUnavailable) {
 		g.log.Warn("wechat unavailable", "client_id", clientID, "appid", appID, "err", err)
 		return fosite.ErrTemporarilyUnavailable.WithHint("WeChat could not be reached. Retry with a new code.").WithWrap(err)
+	}
+	if errors.Is(err, context.Canceled) {
+		// The client hung up: nothing failed here (the web layer logs the
+		// request as 499).
+		return fosite.ErrServerError.WithWrap(err)
 	}
 	g.log.Error("wechat call failed", "client_id", clientID, "appid", appID, "err", err)
 	return fosite.ErrServerError.WithWrap(err)

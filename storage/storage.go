@@ -20,6 +20,11 @@ var (
 	// ErrNotReady is returned by RotateSigningKeys when the next key is
 	// missing or has not been published long enough.
 	ErrNotReady = errors.New("storage: next signing key not ready")
+	// ErrUnavailable means the backend could not be reached or did not
+	// answer within its deadline: the operation may or may not have taken
+	// effect, and the caller should answer "retry later" (503), never a
+	// verdict on the credentials it was checking.
+	ErrUnavailable = errors.New("storage: temporarily unavailable")
 )
 
 // Client is a registered OAuth2 client. Field names follow RFC 7591 where
@@ -107,6 +112,19 @@ type KeyStore interface {
 	// rotations exactly one succeeds; the others get ErrNotReady (the next
 	// key they saw is gone or new).
 	RotateSigningKeys(ctx context.Context, newNext *SigningKey, notBefore, now time.Time) error
+	// RevokeSigningKey deletes the key kid at once, for a leaked key: no
+	// publication wait, since verifiers must stop trusting it rather than
+	// learn a new key. Atomically, and excluding concurrent rotations and
+	// revocations as RotateSigningKeys does: if kid was active, the next
+	// key becomes active (ActivatedAt = now) and newNext is inserted as
+	// next, or, when there is no next key, newNext is inserted as active
+	// (ActivatedAt = now), so an active key always remains; if kid was
+	// next, newNext is inserted as next; if it was retired, newNext is not
+	// used. On success newNext, if stored, is updated to what was stored
+	// (State, CreatedAt set if zero, ActivatedAt). ErrNotFound, changing
+	// nothing, for an unknown kid; ErrAlreadyExists, changing nothing, if
+	// newNext is to be stored and its kid is taken.
+	RevokeSigningKey(ctx context.Context, kid string, newNext *SigningKey, now time.Time) error
 	// DeleteRetiredSigningKeys deletes retired keys with RetiredAt before
 	// `before` (every token they signed has expired) and returns how many.
 	DeleteRetiredSigningKeys(ctx context.Context, before time.Time) (int, error)

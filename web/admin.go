@@ -4,10 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -29,10 +26,11 @@ type ClientRegistry interface {
 	Delete(ctx context.Context, id string) error
 }
 
-// KeyLister lists and rotates signing keys.
+// KeyLister lists, rotates and revokes signing keys.
 type KeyLister interface {
 	Keys() []storage.SigningKey
 	Rotate(ctx context.Context) error
+	Revoke(ctx context.Context, kid string) error
 }
 
 // AdminConfig configures the admin server.
@@ -54,19 +52,24 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 	if len(cfg.Token) < 16 {
 		return nil, errors.New("web: admin token must be at least 16 characters")
 	}
+	if tok, ok := bearerToken("Bearer " + cfg.Token); !ok || tok != cfg.Token {
+		// Such a token could never be presented in an Authorization header.
+		return nil, errors.New("web: admin token must not contain spaces or control characters")
+	}
 	a := &admin{AdminConfig: cfg, tokenSum: sha256.Sum256([]byte(cfg.Token))}
 	e := newEcho(cfg.Log, false, cfg.Metrics.middleware("admin"))
 	// Routes carry the auth middleware one by one: an echo Group with
 	// middleware answers a wrong method with 404 instead of 405.
 	auth := a.authenticate
 	e.POST("/admin/clients", a.createClient, auth)
-	e.GET("/admin/clients", a.listClients, auth)
-	e.GET("/admin/clients/:id", a.getClient, auth)
+	getAndHead(e, "/admin/clients", a.listClients, auth)
+	getAndHead(e, "/admin/clients/:id", a.getClient, auth)
 	e.PUT("/admin/clients/:id", a.updateClient, auth)
 	e.DELETE("/admin/clients/:id", a.deleteClient, auth)
-	e.GET("/admin/keys", a.listKeys, auth)
+	getAndHead(e, "/admin/keys", a.listKeys, auth)
 	e.POST("/admin/keys/rotate", a.rotateKeys, auth)
-	e.GET("/metrics", cfg.Metrics.handler(), auth)
+	e.DELETE("/admin/keys/:kid", a.revokeKey, auth)
+	getAndHead(e, "/metrics", cfg.Metrics.handler(), auth)
 	return e, nil
 }
 
@@ -74,8 +77,7 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 // its length leaks through timing.
 func (a *admin) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		h := c.Request().Header.Get(echo.HeaderAuthorization)
-		tok, ok := strings.CutPrefix(h, "Bearer ")
+		tok, ok := bearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
 		sum := sha256.Sum256([]byte(tok))
 		if !ok || subtle.ConstantTimeCompare(sum[:], a.tokenSum[:]) != 1 {
 			c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="wxidp-admin"`)
@@ -233,6 +235,8 @@ func ts(t time.Time) string {
 
 func clientError(err error) error {
 	switch {
+	case errors.Is(err, provider.ErrInvalidRedirectURI):
+		return newAPIError(http.StatusBadRequest, "invalid_redirect_uri", err.Error())
 	case errors.Is(err, provider.ErrInvalidMetadata):
 		return newAPIError(http.StatusBadRequest, "invalid_client_metadata", err.Error())
 	case errors.Is(err, storage.ErrNotFound):
@@ -241,56 +245,6 @@ func clientError(err error) error {
 		return newAPIError(http.StatusConflict, "already_exists", "A client with this client_id already exists.")
 	default:
 		return err
-	}
-}
-
-// decodeJSON reads one JSON object, rejecting unknown fields and naming the
-// field at fault, so an operator sees what to fix.
-func decodeJSON(c echo.Context, v any) error {
-	if ct := c.Request().Header.Get(echo.HeaderContentType); !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
-		return newAPIError(http.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/json.")
-	}
-	dec := json.NewDecoder(c.Request().Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return newAPIError(http.StatusBadRequest, "invalid_request", "Body must hold exactly one JSON object.")
-	}
-	return nil
-}
-
-func jsonError(err error) error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
-		return echo.ErrStatusRequestEntityTooLarge
-	case errors.As(err, &typeErr):
-		return newAPIError(http.StatusBadRequest, "invalid_request",
-			fmt.Sprintf("Field %q must be %s.", typeErr.Field, jsonKind(typeErr.Type.Kind().String())))
-	case errors.As(err, &syntaxErr):
-		return newAPIError(http.StatusBadRequest, "invalid_request", fmt.Sprintf("Malformed JSON at byte %d.", syntaxErr.Offset))
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return newAPIError(http.StatusBadRequest, "invalid_request", "Body is empty or truncated JSON.")
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return newAPIError(http.StatusBadRequest, "invalid_request",
-			"Unknown field "+strings.TrimPrefix(err.Error(), "json: unknown field ")+".")
-	default:
-		return newAPIError(http.StatusBadRequest, "invalid_request", "Malformed JSON body.")
-	}
-}
-
-func jsonKind(k string) string {
-	switch k {
-	case "slice":
-		return "an array of strings"
-	case "string":
-		return "a string"
-	default:
-		return "of type " + k
 	}
 }
 

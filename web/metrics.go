@@ -1,7 +1,6 @@
 package web
 
 import (
-	"errors"
 	"strconv"
 	"time"
 
@@ -50,20 +49,16 @@ func (m *Metrics) middleware(listener string) echo.MiddlewareFunc {
 			if route == "" {
 				route = "unmatched"
 			}
-			status := c.Response().Status
 			if err != nil {
-				// accessLog, outside this middleware, writes the error; its
-				// status is the error's.
-				var ae *apiError
-				var he *echo.HTTPError
-				switch {
-				case errors.As(err, &ae):
-					status = ae.status
-				case errors.As(err, &he):
-					status = he.Code
-				default:
-					status = 500
-				}
+				// Written here, through the one error handler, so the
+				// status counted is the one sent (accessLog, outside, then
+				// sees no error).
+				c.Error(err)
+				err = nil
+			}
+			status := c.Response().Status
+			if clientGone(c) {
+				status = StatusClientClosedRequest
 			}
 			m.requests.WithLabelValues(listener, route, c.Request().Method, strconv.Itoa(status)).Inc()
 			m.duration.WithLabelValues(listener, route).Observe(time.Since(start).Seconds())

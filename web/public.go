@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -86,22 +85,23 @@ func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
 	e.POST("/oauth2/token", p.token, limits...)
 	e.POST("/oauth2/revoke", p.revoke, limits...)
 	e.POST("/oauth2/introspect", p.introspect, limits...)
-	e.GET("/userinfo", p.userinfo, limits...)
+	getAndHead(e, "/userinfo", p.userinfo, limits...)
 	e.POST("/userinfo", p.userinfo, limits...)
-	e.GET("/.well-known/jwks.json", p.jwks)
-	e.GET("/.well-known/openid-configuration", p.openidConfiguration)
-	e.GET("/healthz", p.healthz)
-	e.GET("/readyz", p.readyz)
+	getAndHead(e, "/.well-known/jwks.json", p.jwks)
+	getAndHead(e, "/.well-known/openid-configuration", p.openidConfiguration)
+	getAndHead(e, "/healthz", p.healthz)
+	getAndHead(e, "/readyz", p.readyz)
 	return e, nil
 }
 
 func (p *public) token(c echo.Context) error {
 	ctx := c.Request().Context()
+	if err := singleParams(c.Request()); err != nil {
+		return p.accessError(c, "token endpoint", nil, err)
+	}
 	ar, resp, err := p.Tokens.Token(ctx, c.Request())
 	if err != nil {
-		p.oauthError(c, "token endpoint", err)
-		p.Tokens.WriteAccessError(ctx, c.Response(), ar, err)
-		return nil
+		return p.accessError(c, "token endpoint", ar, err)
 	}
 	p.Tokens.WriteAccessResponse(ctx, c.Response(), ar, resp)
 	return nil
@@ -109,9 +109,12 @@ func (p *public) token(c echo.Context) error {
 
 func (p *public) revoke(c echo.Context) error {
 	ctx := c.Request().Context()
+	if err := singleParams(c.Request()); err != nil {
+		return p.accessError(c, "revocation endpoint", nil, err)
+	}
 	err := p.Lifecycle.Revoke(ctx, c.Request())
-	if err != nil {
-		p.oauthError(c, "revocation endpoint", err)
+	if err != nil && !p.oauthError(c, "revocation endpoint", err) {
+		return nil
 	}
 	p.Lifecycle.WriteRevocationResponse(ctx, c.Response(), err)
 	return nil
@@ -119,43 +122,88 @@ func (p *public) revoke(c echo.Context) error {
 
 func (p *public) introspect(c echo.Context) error {
 	ctx := c.Request().Context()
+	if err := singleParams(c.Request()); err != nil {
+		return p.accessError(c, "introspection endpoint", nil, err)
+	}
 	res, err := p.Lifecycle.Introspect(ctx, c.Request())
 	if err != nil {
-		p.oauthError(c, "introspection endpoint", err)
-		p.Tokens.WriteAccessError(ctx, c.Response(), nil, err)
-		return nil
+		return p.accessError(c, "introspection endpoint", nil, err)
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 	return c.JSON(http.StatusOK, res)
 }
 
-// oauthError sets the headers an RFC 6749 error answer needs before fosite
-// writes it, and logs server-side failures with their cause (client errors
-// only reach the access log).
-func (p *public) oauthError(c echo.Context, where string, err error) {
+// maxMultipartMemory is what fosite gives ParseMultipartForm.
+const maxMultipartMemory = 1 << 20
+
+// singleParams refuses a request that repeats a parameter, in the query,
+// in the body or across both (RFC 6749 §3.1): fosite would silently use
+// the first value, and which value wins must not be left to parsers that
+// may disagree (a proxy or WAF that checked the other one). Multipart
+// bodies are parsed here as fosite would parse them, so every parameter
+// fosite sees is checked.
+func singleParams(r *http.Request) error {
+	if err := r.ParseMultipartForm(maxMultipartMemory); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		return fosite.ErrInvalidRequest.WithHint("The request body is malformed.")
+	}
+	for name, values := range r.Form {
+		if len(values) > 1 {
+			if !plainName(name) { // only a short, plain name is worth echoing
+				return fosite.ErrInvalidRequest.WithHint("A request parameter is repeated; each may appear only once.")
+			}
+			return fosite.ErrInvalidRequest.WithHintf("The '%s' parameter is repeated; each may appear only once.", name)
+		}
+	}
+	return nil
+}
+
+// accessError answers err in RFC 6749 §5.2 shape, unless the client is gone.
+func (p *public) accessError(c echo.Context, where string, ar fosite.AccessRequester, err error) error {
+	if p.oauthError(c, where, err) {
+		p.Tokens.WriteAccessError(c.Request().Context(), c.Response(), ar, err)
+	}
+	return nil
+}
+
+// oauthError prepares an RFC 6749 error answer: it sets the headers the
+// answer needs and logs server-side failures with their cause (client
+// errors only reach the access log). It reports false when the client has
+// gone: there is nothing to write, and a failure caused by the canceled
+// request is no server error (accessLog records the request as 499).
+func (p *public) oauthError(c echo.Context, where string, err error) bool {
+	if clientGone(c) {
+		// Nothing is written; the status is what the metrics record.
+		c.Response().Status = StatusClientClosedRequest
+		return false
+	}
 	rfc := fosite.ErrorToRFC6749Error(err)
 	switch rfc.CodeField {
 	case http.StatusUnauthorized:
 		// RFC 6749 §5.2: a failed client authentication names the scheme.
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Basic realm="wxidp", charset="UTF-8"`)
 	case http.StatusTooManyRequests:
-		c.Response().Header().Set("Retry-After", "60")
+		// WeChat's quota (45011) is per minute.
+		c.Response().Header().Set(retryAfter, "60")
+	case http.StatusServiceUnavailable:
+		// temporarily_unavailable: WeChat busy or unreachable, storage down.
+		c.Response().Header().Set(retryAfter, retryAfterUnavailable)
 	}
 	if rfc.CodeField >= http.StatusInternalServerError {
 		p.Log.Error(where, "request_id", requestID(c), "err", rfc.Error(), "cause", rfc.Cause())
 	}
+	return true
 }
 
 // userinfo answers RFC 6750 errors itself: the challenge must name
 // invalid_token so clients know to refresh.
 func (p *public) userinfo(c echo.Context) error {
-	tok, ok := strings.CutPrefix(c.Request().Header.Get(echo.HeaderAuthorization), "Bearer ")
+	tok, ok := bearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
 	if !ok {
 		// RFC 6750 §3.1: no credentials, no error code in the challenge.
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="wxidp"`)
 		return newAPIError(http.StatusUnauthorized, "invalid_request", "A bearer access token is required.")
 	}
-	claims, err := p.UserInfo.UserInfo(c.Request().Context(), strings.TrimSpace(tok))
+	claims, err := p.UserInfo.UserInfo(c.Request().Context(), tok)
 	if errors.Is(err, provider.ErrInvalidToken) {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
 		return newAPIError(http.StatusUnauthorized, "invalid_token", "The access token is missing, invalid, expired or revoked.")
@@ -190,12 +238,18 @@ func (p *public) openidConfiguration(c echo.Context) error {
 // discoveryDoc lists only what is implemented.
 func (p *public) discoveryDoc() map[string]any {
 	return map[string]any{
-		"issuer":                 p.Issuer,
-		"token_endpoint":         p.Issuer + "/oauth2/token",
-		"jwks_uri":               p.Issuer + "/.well-known/jwks.json",
-		"userinfo_endpoint":      p.Issuer + "/userinfo",
-		"revocation_endpoint":    p.Issuer + "/oauth2/revoke",
-		"introspection_endpoint": p.Issuer + "/oauth2/introspect",
+		"issuer": p.Issuer,
+		// OpenID Connect Discovery requires this list, and a response type
+		// is only usable at an authorization endpoint, which this server
+		// does not have yet: an empty list says so, where "code" would
+		// send relying parties to an endpoint that answers 404. "code"
+		// arrives with the authorization endpoint.
+		"response_types_supported":                      []string{},
+		"token_endpoint":                                p.Issuer + "/oauth2/token",
+		"jwks_uri":                                      p.Issuer + "/.well-known/jwks.json",
+		"userinfo_endpoint":                             p.Issuer + "/userinfo",
+		"revocation_endpoint":                           p.Issuer + "/oauth2/revoke",
+		"introspection_endpoint":                        p.Issuer + "/oauth2/introspect",
 		"revocation_endpoint_auth_methods_supported":    []string{"none", "client_secret_basic", "client_secret_post"},
 		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic"},
 		"grant_types_supported":                         p.GrantTypes,
@@ -211,8 +265,15 @@ func (p *public) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// ReadyTimeout bounds /readyz whatever the database does: a load balancer's
+// probe must get an answer, and a hung database means not ready.
+const ReadyTimeout = 1500 * time.Millisecond
+
 func (p *public) readyz(c echo.Context) error {
-	if err := p.Store.Ping(c.Request().Context()); err != nil {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), ReadyTimeout)
+	defer cancel()
+	if err := p.Store.Ping(ctx); err != nil {
+		c.Response().Header().Set("Retry-After", retryAfterUnavailable)
 		p.Log.Warn("readiness: storage unreachable", "err", err)
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 	}

@@ -2,6 +2,8 @@ package web
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
@@ -33,7 +35,7 @@ func newEcho(log *slog.Logger, hsts bool, metrics echo.MiddlewareFunc, trustedPr
 		e.IPExtractor = echo.ExtractIPFromXFFHeader(opts...)
 	}
 	e.Use(
-		middleware.RequestID(),
+		requestIDs,
 		accessLog(log),
 		metrics,
 		middleware.RecoverWithConfig(middleware.RecoverConfig{
@@ -45,9 +47,15 @@ func newEcho(log *slog.Logger, hsts bool, metrics echo.MiddlewareFunc, trustedPr
 		}),
 		securityHeaders(hsts),
 		limitBody,
+		failFast,
 	)
 	return e
 }
+
+// StatusClientClosedRequest is the status logged (never sent) for a request
+// whose client went away before the answer was written, as nginx does: the
+// server did not fail, so it is neither a 5xx nor an ERROR.
+const StatusClientClosedRequest = 499
 
 // accessLog logs one line per request: method, path, status, latency. Never
 // the query string, headers or body: they carry codes, secrets and tokens.
@@ -59,16 +67,27 @@ func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 			if err != nil {
 				c.Error(err) // write the response now so the status below is final
 			}
+			status := c.Response().Status
+			if clientGone(c) {
+				status = StatusClientClosedRequest
+			}
 			log.Info("request",
 				"request_id", requestID(c),
 				"method", c.Request().Method,
 				"path", c.Request().URL.Path,
-				"status", c.Response().Status,
+				"status", status,
 				"duration_ms", float64(time.Since(start).Microseconds())/1000,
 			)
 			return nil
 		}
 	}
+}
+
+// clientGone reports a request whose client disconnected (net/http cancels
+// the request context) before any answer was written. Whatever failed
+// afterwards failed because of that, not because the server is broken.
+func clientGone(c echo.Context) bool {
+	return !c.Response().Committed && errors.Is(c.Request().Context().Err(), context.Canceled)
 }
 
 // limitBody caps every request body at MaxFormBytes and answers 413 when
@@ -97,6 +116,76 @@ func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 
 func requestID(c echo.Context) string {
 	return c.Response().Header().Get(echo.HeaderXRequestID)
+}
+
+// maxRequestIDLen bounds a client-supplied X-Request-Id.
+const maxRequestIDLen = 64
+
+// requestIDs keeps a client's X-Request-Id (a proxy's correlation ID) only
+// when it is short and of a safe alphabet: it is echoed in a header and
+// written to every log line, so anything else (control characters, log or
+// header injection, megabyte IDs) is replaced by a generated one.
+func requestIDs(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		rid := c.Request().Header.Get(echo.HeaderXRequestID)
+		if !plainName(rid) {
+			rid = newRequestID()
+			c.Request().Header.Set(echo.HeaderXRequestID, rid)
+		}
+		c.Response().Header().Set(echo.HeaderXRequestID, rid)
+		return next(c)
+	}
+}
+
+// plainName reports a non-empty string of at most maxRequestIDLen bytes
+// from [A-Za-z0-9._-]: safe to echo in a header, a log line or a message.
+func plainName(s string) bool {
+	if s == "" || len(s) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '.', b == '_', b == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// bearerToken extracts the token of an RFC 6750 Authorization header. The
+// scheme is case-insensitive (RFC 7235 §2.1) and separated from the token
+// by one or more spaces; the token must be non-empty and free of spaces
+// and control characters, so a header that holds more than one credential
+// is refused rather than guessed at.
+func bearerToken(header string) (string, bool) {
+	scheme, rest, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok := strings.Trim(rest, " \t")
+	if tok == "" {
+		return "", false
+	}
+	for i := 0; i < len(tok); i++ {
+		if b := tok[i]; b <= ' ' || b == 0x7f {
+			return "", false
+		}
+	}
+	return tok, true
+}
+
+// getAndHead registers h for GET and HEAD: RFC 9110 §9.3.2 makes HEAD a GET
+// without the body, and net/http discards the body written to a HEAD
+// request while keeping the headers (Content-Length included).
+func getAndHead(e *echo.Echo, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+	e.Match([]string{http.MethodGet, http.MethodHead}, path, h, m...)
 }
 
 func securityHeaders(hsts bool) echo.MiddlewareFunc {

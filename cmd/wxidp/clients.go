@@ -8,10 +8,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // adminClient calls the admin API; the CLI holds no business rules of its
@@ -27,6 +30,17 @@ func newClientsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "clients",
 		Short: "Manage OAuth2 clients through the admin API",
+		Long: `Manage OAuth2 clients through the admin API.
+
+Client fields come only from flags, never from environment variables, and
+update changes only the fields whose flags are given. Secrets are read from
+files so they stay out of shell history and ps: --secret-file FILE and
+--wechat-app-secret-file FILE, where FILE - reads standard input, e.g.
+
+  wxidp clients update billing --secret-file - < new-secret.txt
+
+The admin API location and token may come from WXIDP_ADMIN_ENDPOINT and
+WXIDP_ADMIN_TOKEN.`,
 	}
 	ac.flags(cmd)
 
@@ -37,7 +51,9 @@ func newClientsCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			body := map[string]any{}
-			md.apply(cmd, body)
+			if err := md.apply(cmd, body); err != nil {
+				return err
+			}
 			return ac.do(cmd.Context(), http.MethodPost, "/admin/clients", body, cmd.OutOrStdout())
 		},
 	}
@@ -86,10 +102,20 @@ func (ac *adminClient) flags(cmd *cobra.Command) {
 
 func clientPath(id string) string { return "/admin/clients/" + url.PathEscape(id) }
 
+// clientFieldAnnotation marks the flags that carry a client's metadata. They
+// never take an environment variable: a WXIDP_CLIENT_SCOPE left exported in
+// a shell would otherwise rewrite every client that shell touches.
+const clientFieldAnnotation = "client-field"
+
+// maxSecretFile bounds what --secret-file and --wechat-app-secret-file read.
+const maxSecretFile = 4 << 10
+
 // clientFlags maps flags to RFC 7591 metadata names.
 type clientFlags struct {
-	id, name, scope, authMethod, secret, appID, appSecret string
-	grants, audience, redirects                           []string
+	id, name, scope, authMethod, appID string
+	secretFile, appSecretFile          string
+	refusedSecret, refusedAppSecret    string
+	grants, audience, redirects        []string
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
@@ -99,27 +125,38 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.scope, "scope", "", "space-separated scopes the client may request")
 	fs.StringSliceVar(&f.grants, "grant-type", nil, "grant_types (repeatable)")
 	fs.StringSliceVar(&f.audience, "audience", nil, "audiences the client may request (repeatable)")
-	fs.StringSliceVar(&f.redirects, "redirect-uri", nil, "redirect_uris (repeatable)")
+	// An array, not a slice: a slice flag splits on commas, which a query
+	// string may hold, and a redirect URI is stored exactly as given.
+	fs.StringArrayVar(&f.redirects, "redirect-uri", nil, "redirect_uris (repeatable; matched exactly)")
 	fs.StringVar(&f.authMethod, "auth-method", "", "token_endpoint_auth_method")
-	fs.StringVar(&f.secret, "secret", "", "client_secret to set (>= 32 characters; generated on create when empty)")
+	fs.StringVar(&f.secretFile, "secret-file", "", "file holding the client_secret to set (>= 32 characters; - reads standard input; generated on create when not given)")
 	fs.StringVar(&f.appID, "wechat-appid", "", "WeChat appid the client is bound to")
-	fs.StringVar(&f.appSecret, "wechat-app-secret", "", "WeChat app secret (write-only)")
-	for flag, env := range map[string]string{
-		"id": "WXIDP_CLIENT_ID", "name": "WXIDP_CLIENT_NAME", "scope": "WXIDP_CLIENT_SCOPE",
-		"grant-type": "WXIDP_CLIENT_GRANT_TYPES", "audience": "WXIDP_CLIENT_AUDIENCE",
-		"redirect-uri": "WXIDP_CLIENT_REDIRECT_URIS", "auth-method": "WXIDP_CLIENT_AUTH_METHOD",
-		"secret": "WXIDP_CLIENT_SECRET", "wechat-appid": "WXIDP_CLIENT_WECHAT_APPID",
-		// An app secret in argv shows in `ps`; the variable keeps it out.
-		"wechat-app-secret": "WXIDP_WECHAT_APP_SECRET",
-	} {
-		bindEnv(fs, flag, env)
-	}
+	fs.StringVar(&f.appSecretFile, "wechat-app-secret-file", "", "file holding the WeChat app secret (write-only; - reads standard input)")
+	// The old value flags stay, hidden, to explain the change rather than
+	// fail with "unknown flag"; a secret in argv leaks to shell history and ps.
+	fs.StringVar(&f.refusedSecret, "secret", "", "refused: use --secret-file")
+	fs.StringVar(&f.refusedAppSecret, "wechat-app-secret", "", "refused: use --wechat-app-secret-file")
+	_ = fs.MarkHidden("secret")
+	_ = fs.MarkHidden("wechat-app-secret")
+	fs.VisitAll(func(fl *pflag.Flag) {
+		_ = fs.SetAnnotation(fl.Name, clientFieldAnnotation, []string{"true"})
+	})
 }
 
-// apply writes the flags the user set into body.
-func (f *clientFlags) apply(cmd *cobra.Command, body map[string]any) {
+// apply writes the flags the user set into body, reading secrets from their
+// files.
+func (f *clientFlags) apply(cmd *cobra.Command, body map[string]any) error {
+	fs := cmd.Flags()
+	for flag, instead := range map[string]string{"secret": "--secret-file", "wechat-app-secret": "--wechat-app-secret-file"} {
+		if fs.Changed(flag) {
+			return fmt.Errorf("--%s is not accepted, a secret on the command line leaks into shell history and ps: use %s FILE (or - for standard input)", flag, instead)
+		}
+	}
+	if fs.Changed("secret-file") && fs.Changed("wechat-app-secret-file") && f.secretFile == "-" && f.appSecretFile == "-" {
+		return fmt.Errorf("--secret-file and --wechat-app-secret-file cannot both read standard input")
+	}
 	set := func(flag, field string, v any) {
-		if cmd.Flags().Changed(flag) {
+		if fs.Changed(flag) {
 			body[field] = v
 		}
 	}
@@ -130,14 +167,68 @@ func (f *clientFlags) apply(cmd *cobra.Command, body map[string]any) {
 	set("audience", "audience", f.audience)
 	set("redirect-uri", "redirect_uris", f.redirects)
 	set("auth-method", "token_endpoint_auth_method", f.authMethod)
-	set("secret", "client_secret", f.secret)
 	set("wechat-appid", "wechat_appid", f.appID)
-	set("wechat-app-secret", "wechat_app_secret", f.appSecret)
+	for flag, field := range map[string]string{"secret-file": "client_secret", "wechat-app-secret-file": "wechat_app_secret"} {
+		if !fs.Changed(flag) {
+			continue
+		}
+		path, _ := fs.GetString(flag)
+		secret, err := readSecretFile(cmd, flag, path)
+		if err != nil {
+			return err
+		}
+		body[field] = secret
+	}
+	return nil
 }
 
+// readSecretFile reads one secret from path, or from standard input for -,
+// without its trailing newline. Errors name the flag, never the content.
+func readSecretFile(cmd *cobra.Command, flag, path string) (string, error) {
+	var r io.Reader
+	if path == "-" {
+		r = cmd.InOrStdin()
+	} else {
+		if path == "" {
+			return "", fmt.Errorf("--%s needs a file name (or - for standard input)", flag)
+		}
+		fh, err := os.Open(path)
+		if err != nil {
+			return "", fmt.Errorf("--%s: %w", flag, err)
+		}
+		defer fh.Close()
+		r = fh
+	}
+	raw, err := io.ReadAll(io.LimitReader(r, maxSecretFile+1))
+	if err != nil {
+		return "", fmt.Errorf("--%s: %w", flag, err)
+	}
+	if len(raw) > maxSecretFile {
+		return "", fmt.Errorf("--%s: the file is larger than %d bytes; it should hold only the secret", flag, maxSecretFile)
+	}
+	secret := strings.TrimRight(string(raw), "\r\n")
+	if secret == "" {
+		return "", fmt.Errorf("--%s: the file is empty", flag)
+	}
+	return secret, nil
+}
+
+// responseOnly are the fields GET returns that a PUT does not take.
+var responseOnly = []string{"client_id", "client_secret", "client_id_issued_at", "client_secret_expires_at", "wechat_app_secret_set", "updated_at"}
+
 // update reads the client, overlays the flags given and PUTs it back, since
-// PUT replaces the whole registration.
+// PUT replaces the whole registration: every field the user did not name is
+// sent back as it was (the secrets, which GET never shows, are kept by the
+// server unless new ones are given).
 func (ac *adminClient) update(cmd *cobra.Command, id string, f *clientFlags) error {
+	body := map[string]any{}
+	// Read the secret files before the GET: a bad file changes nothing.
+	if err := f.apply(cmd, body); err != nil {
+		return err
+	}
+	if _, ok := body["client_id"]; ok {
+		return fmt.Errorf("--id cannot be changed by update")
+	}
 	var cur bytes.Buffer
 	if err := ac.do(cmd.Context(), http.MethodGet, clientPath(id), nil, &cur); err != nil {
 		return err
@@ -146,14 +237,11 @@ func (ac *adminClient) update(cmd *cobra.Command, id string, f *clientFlags) err
 	if err := json.Unmarshal(cur.Bytes(), &got); err != nil {
 		return fmt.Errorf("decode client: %w", err)
 	}
-	body := map[string]any{}
-	for _, k := range []string{"client_name", "grant_types", "scope", "audience", "redirect_uris", "token_endpoint_auth_method", "wechat_appid"} {
-		if v, ok := got[k]; ok {
+	for k, v := range got {
+		if _, given := body[k]; !given && !slices.Contains(responseOnly, k) {
 			body[k] = v
 		}
 	}
-	f.apply(cmd, body)
-	delete(body, "client_id")
 	return ac.do(cmd.Context(), http.MethodPut, clientPath(id), body, cmd.OutOrStdout())
 }
 

@@ -51,6 +51,7 @@ func testConfig(dsn string) serveConfig {
 		JWKSMaxAge:      10 * time.Minute,
 		WeChatAPIBase:   "http://127.0.0.1:1",
 		WeChatTimeout:   5 * time.Second,
+		DatabaseTimeout: 5 * time.Second,
 		// Tests fire bursts from one address; TestRateLimits sets limits.
 		RateIP: 0, RateClient: 0,
 	}
@@ -167,7 +168,18 @@ func (s *server) adminRaw(t testing.TB, method, path, token, contentType string,
 // is set.
 func (s *server) postToken(t testing.TB, user, pass string, form url.Values) (int, http.Header, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, s.issuer+"/oauth2/token", strings.NewReader(form.Encode()))
+	return s.postForm(t, "/oauth2/token", nil, form, user, pass)
+}
+
+// postForm posts form (and query) to a public endpoint, with basic auth
+// when user is set, and decodes the JSON answer.
+func (s *server) postForm(t testing.TB, path string, query, form url.Values, user, pass string) (int, http.Header, map[string]any) {
+	t.Helper()
+	target := s.issuer + path
+	if query != nil {
+		target += "?" + query.Encode()
+	}
+	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +195,7 @@ func (s *server) postToken(t testing.TB, user, pass string, form url.Values) (in
 	var m map[string]any
 	raw, _ := io.ReadAll(resp.Body)
 	if len(raw) > 0 && json.Unmarshal(raw, &m) != nil {
-		t.Fatalf("token endpoint answered non-JSON %q", raw)
+		t.Fatalf("%s answered non-JSON %q", path, raw)
 	}
 	return resp.StatusCode, resp.Header, m
 }

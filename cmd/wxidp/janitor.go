@@ -18,6 +18,7 @@ import (
 
 type janitorConfig struct {
 	DatabaseURL       string
+	DatabaseTimeout   time.Duration
 	Batch             int
 	InactiveRetention time.Duration
 }
@@ -33,6 +34,7 @@ func newJanitorCmd() *cobra.Command {
 		},
 	}
 	addDatabaseFlag(cmd, &cfg.DatabaseURL)
+	addDatabaseTimeoutFlag(cmd, &cfg.DatabaseTimeout)
 	addJanitorFlags(cmd, &cfg.Batch, &cfg.InactiveRetention)
 	return cmd
 }
@@ -49,13 +51,13 @@ func runJanitor(ctx context.Context, cfg janitorConfig, out io.Writer, log *slog
 	if cfg.DatabaseURL == "" {
 		return errors.New("WXIDP_DATABASE_URL (--database-url) is required")
 	}
-	pool, err := postgres.Open(ctx, cfg.DatabaseURL)
+	pool, err := postgres.OpenTimeout(ctx, cfg.DatabaseURL, cfg.DatabaseTimeout)
 	if err != nil {
 		return fmt.Errorf("connect to database: %w", err)
 	}
 	defer pool.Close()
 	start := time.Now()
-	stats, err := janitor.New(postgres.New(pool), janitor.Options{
+	stats, err := janitor.New(postgres.New(pool, postgres.WithTimeout(cfg.DatabaseTimeout)), janitor.Options{
 		Batch: cfg.Batch, InactiveRetention: cfg.InactiveRetention, Log: log,
 	}).RunOnce(ctx)
 	tables := make([]string, 0, len(stats))

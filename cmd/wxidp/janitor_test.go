@@ -12,9 +12,23 @@ import (
 	"time"
 )
 
+// Bounds TestJanitorUnderLoad holds the token endpoint to while the janitor
+// purges. docs/token-lifecycle.md reports a median of 6.9 ms and a maximum
+// of 29 ms on 2 cores; these are two orders of magnitude looser, so only a
+// purge that blocks token requests (a table lock, a long transaction) fails,
+// not a busy machine under -race.
+const (
+	janitorLoadP99Bound = 2 * time.Second
+	// Four clients keep asking for the whole purge (seconds at 7 ms per
+	// request): fewer than this many answers means they were stalled.
+	janitorLoadMinRequests = 40
+)
+
 // TestJanitorUnderLoad: `wxidp janitor` purges 200,000 expired rows in
-// batches while a server on the same database keeps issuing tokens. It
-// reports the purge rate and the slowest token request during the run.
+// batches while a server on the same database keeps issuing tokens. The
+// token requests made meanwhile must keep coming (janitorLoadMinRequests)
+// and stay fast (p99 under janitorLoadP99Bound). It reports the purge rate
+// and the latencies.
 func TestJanitorUnderLoad(t *testing.T) {
 	t.Parallel()
 	e := newLifecycleEnv(t)
@@ -78,7 +92,15 @@ func TestJanitorUnderLoad(t *testing.T) {
 	if len(latencies) == 0 {
 		t.Fatal("no token request completed during the run")
 	}
-	t.Logf("purged %d rows in %v (%.0f rows/s); %d token requests meanwhile, median %v, max %v",
+	p99 := latencies[(len(latencies)*99+99)/100-1]
+	t.Logf("purged %d rows in %v (%.0f rows/s); %d token requests meanwhile, median %v, p99 %v, max %v",
 		rows, elapsed.Round(time.Millisecond), float64(rows)/elapsed.Seconds(), len(latencies),
-		latencies[len(latencies)/2].Round(time.Microsecond), latencies[len(latencies)-1].Round(time.Microsecond))
+		latencies[len(latencies)/2].Round(time.Microsecond), p99.Round(time.Microsecond),
+		latencies[len(latencies)-1].Round(time.Microsecond))
+	if len(latencies) < janitorLoadMinRequests {
+		t.Errorf("only %d token requests completed during the purge, want at least %d", len(latencies), janitorLoadMinRequests)
+	}
+	if p99 > janitorLoadP99Bound {
+		t.Errorf("p99 token latency during the purge is %v, want at most %v", p99, janitorLoadP99Bound)
+	}
 }

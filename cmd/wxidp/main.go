@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/wxidp/wxidp/storage"
 )
 
 func main() {
@@ -17,8 +20,19 @@ func main() {
 	defer stop()
 	if err := newRootCmd().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "wxidp:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitTempFail (EX_TEMPFAIL of sysexits.h) tells scripts that the database
+// could not be reached and the same command may succeed later.
+const exitTempFail = 75
+
+func exitCode(err error) int {
+	if errors.Is(err, storage.ErrUnavailable) {
+		return exitTempFail
+	}
+	return 1
 }
 
 func newRootCmd() *cobra.Command {

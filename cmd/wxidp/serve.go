@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,6 +34,7 @@ const defaultWeChatAPIBase = wechat.DefaultBaseURL
 type serveConfig struct {
 	Dev             bool
 	DatabaseURL     string
+	DatabaseTimeout time.Duration
 	Issuer          string
 	PublicAddr      string
 	AdminAddr       string
@@ -74,6 +77,7 @@ func newServeCmd() *cobra.Command {
 	fs := cmd.Flags()
 	fs.BoolVar(&cfg.Dev, "dev", false, "development mode: in-memory store, ephemeral key, printed admin token and demo client")
 	addDatabaseFlag(cmd, &cfg.DatabaseURL)
+	addDatabaseTimeoutFlag(cmd, &cfg.DatabaseTimeout)
 	fs.StringVar(&cfg.Issuer, "issuer", "http://127.0.0.1:4444", "issuer URL (iss, discovery)")
 	fs.StringVar(&cfg.PublicAddr, "public-addr", "127.0.0.1:4444", "public listener address")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", "127.0.0.1:4445", "admin listener address")
@@ -116,6 +120,12 @@ func addDatabaseFlag(cmd *cobra.Command, dst *string) {
 	bindEnv(cmd.Flags(), "database-url", "WXIDP_DATABASE_URL")
 }
 
+func addDatabaseTimeoutFlag(cmd *cobra.Command, dst *time.Duration) {
+	cmd.Flags().DurationVar(dst, "database-timeout", postgres.DefaultTimeout,
+		"deadline of every database call, waiting for a pooled connection included; past it the caller gets 503")
+	bindEnv(cmd.Flags(), "database-timeout", "WXIDP_DATABASE_TIMEOUT")
+}
+
 // runServe wires pool -> store -> keys -> provider -> web and serves until
 // ctx ends. out receives the one-time dev credentials.
 func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Logger) error {
@@ -141,15 +151,16 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 	if cfg.DatabaseURL == "" {
 		store = memory.New(memory.WithRefreshGrace(cfg.RefreshGrace))
 	} else {
-		pool, err := postgres.Open(ctx, cfg.DatabaseURL)
+		pool, err := postgres.OpenTimeout(ctx, cfg.DatabaseURL, cfg.DatabaseTimeout)
 		if err != nil {
 			return fmt.Errorf("connect to database: %w", err)
 		}
 		defer pool.Close()
-		store = postgres.New(pool, postgres.WithRefreshGrace(cfg.RefreshGrace))
+		store = postgres.New(pool, postgres.WithRefreshGrace(cfg.RefreshGrace), postgres.WithTimeout(cfg.DatabaseTimeout))
 	}
 
-	if err := checkSecretsInUse(ctx, store, cipher); err != nil {
+	// Both checks run, so the operator learns everything missing at once.
+	if err := errors.Join(checkSecretsInUse(ctx, store, cipher), checkClientSecretsInUse(ctx, store, hasher)); err != nil {
 		return err
 	}
 	km := keys.NewManager(store, cipher, keys.Options{
@@ -159,9 +170,13 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 	if err := km.Init(ctx); err != nil {
 		return fmt.Errorf("load signing keys (has `wxidp migrate up` run?): %w", err)
 	}
-	globalSecret, err := keys.DeriveKey(secrets[0], "wxidp/fosite-global-secret/v1")
-	if err != nil {
-		return err
+	// fosite mints refresh tokens under the first secret and still accepts
+	// those minted under the older ones, so a rotation logs nobody out.
+	globalSecrets := make([][]byte, len(secrets))
+	for i, s := range secrets {
+		if globalSecrets[i], err = keys.DeriveKey(s, "wxidp/fosite-global-secret/v1"); err != nil {
+			return err
+		}
 	}
 	var fake *wechattest.Fake
 	if cfg.Dev && cfg.WeChatAPIBase == defaultWeChatAPIBase {
@@ -180,11 +195,12 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		return fmt.Errorf("WXIDP_WECHAT_API_BASE: %w", err)
 	}
 	prov, err := provider.New(provider.Config{
-		Issuer:          cfg.Issuer,
-		AccessTokenTTL:  cfg.AccessTokenTTL,
-		RefreshTokenTTL: cfg.RefreshTokenTTL,
-		IDTokenTTL:      cfg.IDTokenTTL,
-		GlobalSecret:    globalSecret,
+		Issuer:               cfg.Issuer,
+		AccessTokenTTL:       cfg.AccessTokenTTL,
+		RefreshTokenTTL:      cfg.RefreshTokenTTL,
+		IDTokenTTL:           cfg.IDTokenTTL,
+		GlobalSecret:         globalSecrets[0],
+		RotatedGlobalSecrets: globalSecrets[1:],
 	}, provider.Deps{Store: store, Signer: km.Signer(), Hasher: hasher, WeChat: wx, Cipher: cipher, Log: log})
 	if err != nil {
 		return err
@@ -272,6 +288,32 @@ func checkSecretsInUse(ctx context.Context, store storage.Resealer, cipher *keys
 	return nil
 }
 
+// checkClientSecretsInUse refuses to start when a confidential client's
+// secret was hashed under a secret missing from WXIDP_SECRETS: that client
+// could never authenticate again, and a hash cannot be re-keyed without the
+// client secret. Clients are few (operator-registered), so it lists them.
+func checkClientSecretsInUse(ctx context.Context, store interface {
+	ListClients(context.Context) ([]storage.Client, error)
+}, hasher *provider.SecretHasher) error {
+	clients, err := store.ListClients(ctx)
+	if err != nil {
+		return fmt.Errorf("check stored client secrets (has `wxidp migrate up` run?): %w", err)
+	}
+	var stranded []string
+	for _, c := range clients {
+		if !c.Public() && !hasher.Knows(c.SecretHash) {
+			stranded = append(stranded, c.ID)
+		}
+	}
+	if len(stranded) == 0 {
+		return nil
+	}
+	slices.Sort(stranded)
+	return fmt.Errorf("WXIDP_SECRETS lacks the secret that hashed the client secrets of %s: keep the old secret after the new one "+
+		"until each of these clients has a new client secret (`wxidp clients update ID --secret-file FILE`, see docs/keys.md)",
+		strings.Join(stranded, ", "))
+}
+
 func (cfg *serveConfig) listen() (public, admin net.Listener, err error) {
 	if cfg.publicLn != nil && cfg.adminLn != nil {
 		return cfg.publicLn, cfg.adminLn, nil
@@ -305,8 +347,8 @@ func (cfg *serveConfig) validate() error {
 	if cfg.RefreshGrace < 0 || cfg.JanitorEvery < 0 || cfg.KeyRotation < 0 {
 		missing = append(missing, errors.New("the refresh grace and the janitor interval cannot be negative"))
 	}
-	if cfg.AccessTokenTTL <= 0 || cfg.RefreshTokenTTL <= 0 || cfg.IDTokenTTL <= 0 || cfg.KeyReload <= 0 || cfg.WeChatTimeout <= 0 {
-		missing = append(missing, errors.New("token lifetimes, the key reload interval and the WeChat timeout must be positive"))
+	if cfg.AccessTokenTTL <= 0 || cfg.RefreshTokenTTL <= 0 || cfg.IDTokenTTL <= 0 || cfg.KeyReload <= 0 || cfg.WeChatTimeout <= 0 || cfg.DatabaseTimeout <= 0 {
+		missing = append(missing, errors.New("token lifetimes, the key reload interval, the database timeout and the WeChat timeout must be positive"))
 	}
 	return errors.Join(missing...)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -103,7 +104,9 @@ func (c *Client) StableToken(ctx context.Context, appID, secret string, forceRef
 	if err != nil {
 		return AccessToken{}, err
 	}
-	if r.AccessToken == "" || r.ExpiresIn <= 0 {
+	// A lifetime too large for time.Duration would wrap to a negative one
+	// (found by FuzzAnswer): as unusable as a missing one.
+	if r.AccessToken == "" || r.ExpiresIn <= 0 || r.ExpiresIn > int64(math.MaxInt64/time.Second) {
 		return AccessToken{}, malformed(op)
 	}
 	return AccessToken{Token: r.AccessToken, ExpiresIn: time.Duration(r.ExpiresIn) * time.Second}, nil

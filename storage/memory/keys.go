@@ -119,6 +119,60 @@ func (s *Store) RotateSigningKeys(ctx context.Context, newNext *storage.SigningK
 	return nil
 }
 
+// RevokeSigningKey deletes kid and fills its place (see
+// storage.KeyStore) under the store mutex, so it runs before or after a
+// concurrent rotation or revocation, never between its steps, as the
+// PostgreSQL backend's row locks arrange. A zero now means the current
+// time.
+func (s *Store) RevokeSigningKey(ctx context.Context, kid string, newNext *storage.SigningKey, at time.Time) error {
+	if newNext == nil {
+		return errors.New("memory: revoke signing key: newNext is nil")
+	}
+	if newNext.KID == kid {
+		return fmt.Errorf("memory: revoke signing key: newNext reuses kid %q: %w", kid, storage.ErrAlreadyExists)
+	}
+	t, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	old, ok := s.keys[kid]
+	if !ok {
+		return fmt.Errorf("memory: revoke signing key %q: %w", kid, storage.ErrNotFound)
+	}
+	if old.State == storage.KeyRetired {
+		drop(t, s.keys, kid)
+		return nil
+	}
+	if _, ok := s.keys[newNext.KID]; ok {
+		return fmt.Errorf("memory: revoke signing key: signing key %q: %w", newNext.KID, storage.ErrAlreadyExists)
+	}
+	stamp := now()
+	if !at.IsZero() {
+		stamp = at.UTC().Truncate(time.Microsecond)
+	}
+	drop(t, s.keys, kid)
+	k := storage.SigningKey{KID: newNext.KID, Algorithm: newNext.Algorithm, State: storage.KeyNext,
+		PrivateKey: bytes.Clone(newNext.PrivateKey), CreatedAt: newNext.CreatedAt}
+	if k.CreatedAt.IsZero() {
+		k.CreatedAt = now()
+	}
+	if old.State == storage.KeyActive {
+		if next, ok := s.keyIn(storage.KeyNext); ok {
+			next.State, next.ActivatedAt = storage.KeyActive, stamp
+			put(t, s.keys, next.KID, next)
+		} else {
+			// No next key to take over: newNext signs at once, so an
+			// active key always remains.
+			k.State, k.ActivatedAt = storage.KeyActive, stamp
+		}
+	}
+	put(t, s.keys, k.KID, k)
+	*newNext = k
+	newNext.PrivateKey = bytes.Clone(k.PrivateKey)
+	return nil
+}
+
 // DeleteRetiredSigningKeys deletes retired keys retired before `before`. A
 // retired key with no RetiredAt is kept, as the PostgreSQL backend keeps a
 // NULL retired_at: when it retired is unknown.

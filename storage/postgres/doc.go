@@ -7,7 +7,14 @@
 // Database errors are translated where they leave the package: no rows
 // becomes storage.ErrNotFound (fosite.ErrNotFound for fosite's methods), a
 // unique violation storage.ErrAlreadyExists, a serialization failure or
-// deadlock fosite.ErrSerializationFailure; the driver error stays wrapped.
+// deadlock fosite.ErrSerializationFailure, and a database that cannot be
+// reached or does not answer within the store's deadline (WithTimeout, on
+// every call, waiting for a pooled connection included)
+// storage.ErrUnavailable; the driver error stays wrapped.
+//
+// Every transaction, explicit or a single statement's, runs at READ
+// COMMITTED whatever the database's default: the conditional updates,
+// leases and identity linking rely on it.
 //
 // The schema is in package migrations; this package never changes it.
 package postgres

@@ -99,7 +99,7 @@ func (s *Store) RotateSigningKeys(ctx context.Context, newNext *storage.SigningK
 	if k.CreatedAt.IsZero() {
 		k.CreatedAt = now()
 	}
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		nextKID, err := lockNextKey(ctx, tx, notBefore)
 		if err != nil {
 			return err
@@ -150,6 +150,107 @@ func lockNextKey(ctx context.Context, tx pgx.Tx, notBefore time.Time) (string, e
 		return l.kid, nil
 	}
 	return "", fmt.Errorf("postgres: rotate signing keys: no next key: %w", storage.ErrNotReady)
+}
+
+// lockRevocation locks the key to revoke together with the active and next
+// keys, in kid order, so a revocation and a rotation (or two revocations)
+// run one after the other, and, like lockRotation, in the order ResealAll
+// takes row locks. After waiting, READ COMMITTED hands back each row's
+// latest version: a key revoked meanwhile is gone (storage.ErrNotFound),
+// and a key rotated meanwhile is revoked in its new state.
+const lockRevocation = `SELECT kid, state FROM signing_keys
+	WHERE state IN ('active', 'next') OR kid = $1 ORDER BY kid FOR UPDATE`
+
+// The revocation's writes. The next key is promoted by state rather than by
+// a kid read under the lock: each statement sees the latest committed rows,
+// so a next key created since (a first start that found none) is promoted
+// rather than left beside a second next key.
+const (
+	deleteKey   = `DELETE FROM signing_keys WHERE kid = $1`
+	promoteNext = `UPDATE signing_keys SET state = 'active', activated_at = $1 WHERE state = 'next'`
+	insertKey   = `INSERT INTO signing_keys (kid, algorithm, state, private_key, created_at, activated_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`
+)
+
+// RevokeSigningKey deletes kid and, if it was active or next, fills its
+// place (see storage.KeyStore), in one transaction (a savepoint of the
+// caller's, if ctx carries one) at READ COMMITTED, which lockRevocation
+// relies on. A zero now means the current time.
+func (s *Store) RevokeSigningKey(ctx context.Context, kid string, newNext *storage.SigningKey, at time.Time) error {
+	if newNext == nil {
+		return errors.New("postgres: revoke signing key: newNext is nil")
+	}
+	if newNext.KID == kid {
+		return fmt.Errorf("postgres: revoke signing key: newNext reuses kid %q: %w", kid, storage.ErrAlreadyExists)
+	}
+	if at.IsZero() {
+		at = now()
+	}
+	at = at.UTC().Truncate(time.Microsecond)
+	k := storage.SigningKey{KID: newNext.KID, Algorithm: newNext.Algorithm, PrivateKey: newNext.PrivateKey,
+		CreatedAt: newNext.CreatedAt}
+	if k.CreatedAt.IsZero() {
+		k.CreatedAt = now()
+	}
+	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+		state, err := lockRevoked(ctx, tx, kid)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, deleteKey, kid); err != nil {
+			return err
+		}
+		switch state {
+		case storage.KeyActive:
+			tag, err := tx.Exec(ctx, promoteNext, at)
+			if err != nil {
+				return err
+			}
+			k.State = storage.KeyNext
+			if tag.RowsAffected() == 0 {
+				// No next key to take over: newNext signs at once, so an
+				// active key always remains.
+				k.State, k.ActivatedAt = storage.KeyActive, at
+			}
+		case storage.KeyNext:
+			k.State = storage.KeyNext
+		default:
+			return nil
+		}
+		_, err = tx.Exec(ctx, insertKey, k.KID, k.Algorithm, string(k.State), k.PrivateKey, k.CreatedAt, nullTime(k.ActivatedAt))
+		return err
+	})
+	if err != nil {
+		return recordErr("revoke signing key", err)
+	}
+	if k.State != "" {
+		*newNext = k
+	}
+	return nil
+}
+
+// lockRevoked runs lockRevocation and returns kid's state, or
+// storage.ErrNotFound if there is no such key.
+func lockRevoked(ctx context.Context, tx pgx.Tx, kid string) (storage.KeyState, error) {
+	rows, err := tx.Query(ctx, lockRevocation, kid)
+	if err != nil {
+		return "", err
+	}
+	type locked struct{ kid, state string }
+	keys, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (locked, error) {
+		var l locked
+		err := row.Scan(&l.kid, &l.state)
+		return l, err
+	})
+	if err != nil {
+		return "", err
+	}
+	for _, l := range keys {
+		if l.kid == kid {
+			return storage.KeyState(l.state), nil
+		}
+	}
+	return "", fmt.Errorf("postgres: revoke signing key %q: %w", kid, storage.ErrNotFound)
 }
 
 // DeleteRetiredSigningKeys deletes retired keys retired before `before`.

@@ -55,8 +55,15 @@ func TestRotateUnderSerializableDefault(t *testing.T) {
 		defer p.Close()
 		stores[i] = postgres.New(p)
 	}
+	// The store pins READ COMMITTED on its own sessions; a plain connection
+	// shows the database default really is SERIALIZABLE.
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
 	var iso string
-	if err := p.QueryRow(ctx, `SHOW transaction_isolation`).Scan(&iso); err != nil || iso != "serializable" {
+	if err := conn.QueryRow(ctx, `SHOW transaction_isolation`).Scan(&iso); err != nil || iso != "serializable" {
 		t.Fatalf("new connections run at %q, %v; want serializable (the setting did not take)", iso, err)
 	}
 	created := time.Now().Add(-time.Hour)

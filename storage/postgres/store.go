@@ -19,9 +19,10 @@ var _ storage.Store = (*Store)(nil)
 // beyond its options, so any number of processes can share one database
 // (they should agree on the grace period).
 type Store struct {
-	pool  *pgxpool.Pool
-	grace time.Duration
-	clock func() time.Time
+	pool    *pgxpool.Pool
+	grace   time.Duration
+	clock   func() time.Time
+	timeout time.Duration
 }
 
 // Option configures a Store.
@@ -52,7 +53,7 @@ func WithClock(now func() time.Time) Option {
 
 // New returns a Store on pool. The caller owns the pool and closes it.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, clock: time.Now}
+	s := &Store{pool: pool, clock: time.Now, timeout: DefaultTimeout}
 	for _, o := range opts {
 		o(s)
 	}
@@ -77,10 +78,12 @@ func (s *Store) graceCutoff(now time.Time) *time.Time {
 
 // Ping checks the database answers (readiness).
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres: ping: %w", err)
+	if knownDown(ctx) {
+		return errKnownUnavailable
 	}
-	return nil
+	pctx, cancel := s.bound(ctx)
+	defer cancel()
+	return recordErr("ping", noteDown(ctx, s.pool.Ping(pctx)))
 }
 
 // Pool sizing when the DSN does not set it. pgxpool's default,
@@ -97,13 +100,22 @@ const (
 	// Recycled now and then so a failover or a pgbouncer restart is picked up
 	// and server-side memory does not grow forever.
 	maxConnLifetime = time.Hour
-	pingTimeout     = 10 * time.Second
 )
 
-// Open connects a pool to dsn and pings it. pool_max_conns,
-// pool_min_conns and the other pool_* DSN parameters override the sizing
-// chosen here.
+// Open connects a pool to dsn and pings it, with DefaultTimeout.
 func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	return OpenTimeout(ctx, dsn, DefaultTimeout)
+}
+
+// OpenTimeout connects a pool to dsn and pings it. timeout bounds the
+// ping and the dialing of every connection the pool opens (connect_timeout
+// in the DSN overrides the latter); give the Store the same timeout
+// (WithTimeout) so every call is bounded. pool_max_conns, pool_min_conns and
+// the other pool_* DSN parameters override the sizing chosen here.
+func OpenTimeout(ctx context.Context, dsn string, timeout time.Duration) (*pgxpool.Pool, error) {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// Not wrapped: pgx's parse error carries the DSN, and its password
@@ -122,16 +134,24 @@ func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	if !strings.Contains(dsn, "pool_max_conn_lifetime") {
 		cfg.MaxConnLifetime = maxConnLifetime
 	}
+	if !strings.Contains(dsn, "connect_timeout") {
+		cfg.ConnConfig.ConnectTimeout = timeout
+	}
+	// Statements outside an explicit transaction are transactions too: pin
+	// their isolation on every session, whatever the database's default
+	// (conditional upserts and leases rely on READ COMMITTED's re-check;
+	// under REPEATABLE READ they fail with serialization errors).
+	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "read committed"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open pool: %w", err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: ping %s@%s:%d/%s: %w",
-			cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+			cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, unavailableOr(err))
 	}
 	return pool, nil
 }

@@ -38,12 +38,13 @@ func txFrom(ctx context.Context) (*txState, bool) {
 }
 
 // db is where a method runs its queries: the context's transaction, so
-// Rollback undoes the method, or the pool.
+// Rollback undoes the method, or the pool. Either way each call gets the
+// store's deadline (deadline.go).
 func (s *Store) db(ctx context.Context) querier {
 	if st, ok := txFrom(ctx); ok {
-		return st.tx
+		return timed{q: st.tx, d: s.timeout}
 	}
-	return s.pool
+	return timed{q: s.pool, d: s.timeout}
 }
 
 // inTx runs fn atomically: in a savepoint of ctx's transaction (pgx makes
@@ -52,22 +53,45 @@ func (s *Store) db(ctx context.Context) querier {
 // transaction of its own, stated rather than inherited from the server's
 // default_transaction_isolation, because callers rely on its row re-check
 // after a lock wait.
-func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	if st, ok := txFrom(ctx); ok {
-		return pgx.BeginFunc(ctx, st.tx, fn)
+// The whole of fn, pool acquisition included, runs under one store deadline.
+// fn must run its statements with the context it is given, which carries
+// that deadline.
+func (s *Store) inTx(ctx context.Context, fn func(context.Context, pgx.Tx) error) error {
+	if knownDown(ctx) {
+		return errKnownUnavailable
 	}
-	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.ReadCommitted}, fn)
+	bctx, cancel := s.bound(ctx)
+	defer cancel()
+	body := func(tx pgx.Tx) error { return fn(bctx, tx) }
+	if st, ok := txFrom(ctx); ok {
+		return noteDown(ctx, pgx.BeginFunc(bctx, st.tx, body))
+	}
+	return noteDown(ctx, pgx.BeginTxFunc(bctx, s.pool, txOptions, body))
 }
+
+// txOptions states the isolation level of every transaction the store
+// starts instead of inheriting the server's default_transaction_isolation:
+// identity linking and refresh rotation rely on READ COMMITTED's re-check of
+// a row after a lock wait, and under REPEATABLE READ they would fail with
+// serialization errors or unique violations.
+var txOptions = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
 
 // BeginTX starts a transaction and returns a context carrying it; every
 // method called with that context runs inside it until Commit or Rollback.
 // The transaction holds a pooled connection until then, so callers must not
-// sign, hash or call out to WeChat between BeginTX and Commit.
+// sign, hash or call out to WeChat between BeginTX and Commit. Each call in
+// it has its own deadline; so does BEGIN, pool acquisition included.
 func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if _, ok := txFrom(ctx); ok {
 		return ctx, storage.ErrTxActive
 	}
-	tx, err := s.pool.Begin(ctx)
+	if knownDown(ctx) {
+		return ctx, errKnownUnavailable
+	}
+	bctx, cancel := s.bound(ctx)
+	defer cancel()
+	tx, err := s.pool.BeginTx(bctx, txOptions)
+	err = noteDown(ctx, err)
 	if err != nil {
 		return ctx, recordErr("begin", err)
 	}
@@ -81,7 +105,9 @@ func (s *Store) Commit(ctx context.Context) error {
 	if !ok {
 		return storage.ErrNoTx
 	}
-	if err := st.tx.Commit(ctx); err != nil {
+	cctx, cancel := s.bound(ctx)
+	defer cancel()
+	if err := st.tx.Commit(cctx); err != nil {
 		// A Commit of an already ended transaction is the caller's mistake,
 		// not a failed commit.
 		st.commitFailed = st.commitFailed || !errors.Is(err, pgx.ErrTxClosed)
@@ -105,7 +131,7 @@ func (s *Store) Rollback(ctx context.Context) error {
 	}
 	// Rolling back on a cancelled request context would fail and close the
 	// connection instead of returning it to the pool.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(rollbackTimeout, s.timeout))
 	defer cancel()
 	err := st.tx.Rollback(rctx)
 	if errors.Is(err, pgx.ErrTxClosed) && st.commitFailed {

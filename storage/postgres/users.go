@@ -96,14 +96,11 @@ func (s *Store) LinkWeChatIdentity(ctx context.Context, id *storage.WeChatIdenti
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return u, recordErr("link wechat identity", err)
 	}
-	var beginner interface {
-		Begin(context.Context) (pgx.Tx, error)
-	} = s.pool
-	if st, ok := txFrom(ctx); ok {
-		// pgx makes Begin on a transaction a savepoint.
-		beginner = st.tx
-	}
-	err = pgx.BeginFunc(ctx, beginner, func(tx pgx.Tx) error {
+	// inTx pins READ COMMITTED: after waiting for the locks below, the
+	// queries must see what the lock holder committed (a REPEATABLE READ
+	// snapshot, taken at the first lock statement, would not, and the insert
+	// would then collide).
+	err = s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, lockKey, "wechat identity "+id.AppID+" "+id.OpenID); err != nil {
 			return err
 		}

@@ -14,10 +14,11 @@ import (
 	"github.com/wxidp/wxidp/storage"
 )
 
-// Run runs the whole conformance suite against the stores newStore returns.
+// Run runs the whole conformance suite against the stores newStore returns,
+// or only the groups named in only (Users, UserRaces, Concurrency, ...).
 // newStore is called once per subtest, after t.Parallel, and must return an
 // empty store that no other subtest sees; it may register cleanups on t.
-func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
+func Run(t *testing.T, newStore func(t *testing.T) storage.Store, only ...string) {
 	t.Helper()
 	su := suite{newStore: newStore}
 	groups := []struct {
@@ -45,6 +46,9 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store) {
 		{"Ping", testPing},
 	}
 	for _, g := range groups {
+		if len(only) > 0 && !slices.Contains(only, g.name) {
+			continue
+		}
 		t.Run(g.name, func(t *testing.T) { g.run(t, su) })
 	}
 }

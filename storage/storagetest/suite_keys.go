@@ -150,6 +150,8 @@ func testSigningKeys(t *testing.T, su suite) {
 		checkOneWins(t, "CreateSigningKey(next)", errs, storage.ErrAlreadyExists)
 		checkStates(t, ctx, s, map[storage.KeyState]int{storage.KeyNext: 1})
 	})
+
+	testKeyRevocation(t, su)
 }
 
 func checkOneActive(t *testing.T, ctx context.Context, s storage.Store, total int) {

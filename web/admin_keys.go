@@ -1,0 +1,49 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/wxidp/wxidp/keys"
+	"github.com/wxidp/wxidp/storage"
+)
+
+// CLIUserAgent prefixes the User-Agent `wxidp keys` sends, so the admin API
+// can tell in its logs whether an operator used the CLI or called the API
+// directly. Both hold the same admin token: this attributes, it does not
+// authenticate.
+const CLIUserAgent = "wxidp-cli"
+
+// revokeKey is the emergency revocation of a leaked signing key: it leaves
+// the JWKS and signing at once, and tokens it signed stop verifying. It
+// answers the key list as it stands afterwards, like a rotation.
+func (a *admin) revokeKey(c echo.Context) error {
+	kid := c.Param("kid")
+	err := a.Keys.Revoke(c.Request().Context(), kid)
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return newAPIError(http.StatusNotFound, "not_found", "No such signing key.")
+	case err != nil && !errors.Is(err, keys.ErrRevokedIncomplete):
+		return err
+	}
+	// Until the audit trail exists, this line is the record of who revoked
+	// which key.
+	a.Log.Info("signing key revoked", "kid", kid, "actor", actor(c), "request_id", requestID(c))
+	if err != nil {
+		// Revoked all the same: say so, or a retry's 404 would puzzle.
+		a.Log.Error("signing key revocation incomplete", "kid", kid, "request_id", requestID(c), "err", err)
+		return newAPIError(http.StatusInternalServerError, "server_error",
+			"The key is revoked, but this process could not update its keys; it retries at its next key reload.")
+	}
+	return a.listKeys(c)
+}
+
+func actor(c echo.Context) string {
+	if strings.HasPrefix(c.Request().UserAgent(), CLIUserAgent) {
+		return "cli"
+	}
+	return "admin-api"
+}
