@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/wxidp/wxidp/storage"
 )
 
 // adminClient calls the admin API; the CLI holds no business rules of its
@@ -282,7 +284,12 @@ func (ac *adminClient) do(ctx context.Context, method, path string, body any, ou
 			Description string `json:"error_description"`
 		}
 		_ = json.Unmarshal(raw, &e)
-		return fmt.Errorf("%s %s: %s: %s %s", method, path, resp.Status, e.Error, e.Description)
+		err := fmt.Errorf("%s %s: %s: %s %s", method, path, resp.Status, e.Error, e.Description)
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			// The server's database is unreachable: retry later (exit 75).
+			err = fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+		}
+		return err
 	}
 	if len(raw) == 0 {
 		return nil

@@ -2,12 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wxidp/wxidp/storage"
 	"github.com/wxidp/wxidp/storage/postgres/postgrestest"
 )
 
@@ -98,6 +100,9 @@ func TestStorageOutageAnswers(t *testing.T) {
 			if took > limit {
 				t.Errorf("%s: %s took %v, want <= %v", outage.name, name, took, limit)
 			}
+		}
+		if _, err := runClients(t, e.server, "", "list"); !errors.Is(err, storage.ErrUnavailable) || exitCode(err) != exitTempFail {
+			t.Errorf("%s: wxidp clients list: %v (exit %d), want the database unavailable (exit %d)", outage.name, err, exitCode(err), exitTempFail)
 		}
 		proxy.Up()
 		waitHealthy(t, requests["client_credentials"], 10*time.Second)
