@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wxidp/wxidp/migrations"
+	"github.com/wxidp/wxidp/storage/postgres"
 )
 
 func newMigrateCmd() *cobra.Command {
@@ -39,11 +40,11 @@ func runMigrate(ctx context.Context, dsn, action string, out io.Writer) error {
 	switch action {
 	case "up":
 		if err := migrations.Up(ctx, db); err != nil {
-			return err
+			return postgres.MarkUnavailable(err)
 		}
 		_, err = fmt.Fprintln(out, "migrations applied")
 		return err
 	default:
-		return migrations.Status(ctx, db, out)
+		return postgres.MarkUnavailable(migrations.Status(ctx, db, out))
 	}
 }

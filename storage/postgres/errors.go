@@ -90,9 +90,15 @@ func recordErr(op string, err error) error { return translate(op, err, storage.E
 // fositeErr translates errors of fosite's storage methods.
 func fositeErr(op string, err error) error { return translate(op, err, fosite.ErrNotFound) }
 
+// MarkUnavailable returns err marked as storage.ErrUnavailable when it
+// says the database could not be reached or did not answer in time, and
+// err unchanged otherwise. For code that talks to PostgreSQL without the
+// Store (migrations).
+func MarkUnavailable(err error) error { return unavailableOr(err) }
+
 // unavailableOr marks err as storage.ErrUnavailable when it is one.
 func unavailableOr(err error) error {
-	if unavailable(err) {
+	if err != nil && unavailable(err) {
 		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
 	}
 	return err
