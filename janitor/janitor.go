@@ -17,6 +17,7 @@ type Store interface {
 	PurgeExpired(ctx context.Context, expiredBefore, inactiveBefore time.Time, batch int) (storage.PurgeStats, error)
 	TryLease(ctx context.Context, name, holder string, now, until time.Time) (bool, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
+	PurgeAuditBefore(ctx context.Context, before time.Time, batch int) (int, error)
 }
 
 // ErrBusy means another process holds the janitor lease.
@@ -30,6 +31,9 @@ type Options struct {
 	// that its reuse is still recognised and revokes its grant (default
 	// 7 days). After that, a reuse is just an unknown token.
 	InactiveRetention time.Duration
+	// AuditRetention is how long audit events are kept
+	// (WXIDP_AUDIT_RETENTION, default DefaultAuditRetention).
+	AuditRetention time.Duration
 	// Leeway keeps rows a little past expiry, for clock skew between
 	// processes (default 1 minute).
 	Leeway time.Duration
@@ -44,6 +48,12 @@ type Janitor struct {
 	holder string
 }
 
+// DefaultAuditRetention keeps audit events 90 days.
+const DefaultAuditRetention = 90 * 24 * time.Hour
+
+// AuditTable names the audit purge's count in the stats RunOnce returns.
+const AuditTable = "audit_events"
+
 const (
 	leaseName = "janitor"
 	leaseFor  = 2 * time.Minute
@@ -56,6 +66,9 @@ func New(store Store, opts Options) *Janitor {
 	}
 	if opts.InactiveRetention <= 0 {
 		opts.InactiveRetention = 7 * 24 * time.Hour
+	}
+	if opts.AuditRetention <= 0 {
+		opts.AuditRetention = DefaultAuditRetention
 	}
 	if opts.Leeway <= 0 {
 		opts.Leeway = time.Minute
@@ -94,7 +107,12 @@ func (j *Janitor) RunOnce(ctx context.Context) (storage.PurgeStats, error) {
 		if err != nil {
 			return total, fmt.Errorf("janitor: purge: %w", err)
 		}
-		if stats.Total() == 0 {
+		audited, err := j.store.PurgeAuditBefore(ctx, now.Add(-j.opts.AuditRetention), j.opts.Batch)
+		total[AuditTable] += audited
+		if err != nil {
+			return total, fmt.Errorf("janitor: purge audit events: %w", err)
+		}
+		if stats.Total()+audited == 0 {
 			return total, nil
 		}
 		if err := j.lease(ctx); err != nil {

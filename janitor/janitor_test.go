@@ -59,3 +59,32 @@ func TestRunOncePurgesAndHoldsTheLease(t *testing.T) {
 		t.Fatalf("second janitor: %v", err)
 	}
 }
+
+// Audit events go once older than AuditRetention, in batches; the default
+// keeps them 90 days.
+func TestRunOncePurgesOldAuditEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := memory.New()
+	now := time.Now()
+	for _, age := range []time.Duration{100 * 24 * time.Hour, 95 * 24 * time.Hour, 91 * 24 * time.Hour, 89 * 24 * time.Hour, time.Hour} {
+		if err := store.AppendAudit(ctx, &storage.AuditEvent{Time: now.Add(-age), Type: "client.created", Outcome: "success"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stats, err := janitor.New(store, janitor.Options{Batch: 2, Now: func() time.Time { return now }}).RunOnce(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats[janitor.AuditTable] != 3 {
+		t.Errorf("purged %v, want the 3 events older than 90 days", stats)
+	}
+	stats, err = janitor.New(store, janitor.Options{AuditRetention: 2 * time.Hour, Now: func() time.Time { return now }}).RunOnce(ctx)
+	if err != nil || stats[janitor.AuditTable] != 1 {
+		t.Errorf("with a 2h retention: %v %v, want the 89-day-old event purged", stats, err)
+	}
+	left, err := store.ListAudit(ctx, storage.AuditFilter{}, nil, 10)
+	if err != nil || len(left) != 1 {
+		t.Errorf("left %v %v, want the hour-old event", left, err)
+	}
+}

@@ -29,7 +29,7 @@ func (m *Manager) Rotate(ctx context.Context) error {
 		}
 		return fmt.Errorf("keys: rotate: %w", err)
 	}
-	m.opts.Log.Info("signing keys rotated", "new_next", rec.KID)
+	m.opts.Log.InfoContext(ctx, "signing keys rotated", "new_next", rec.KID)
 	return m.Reload(ctx)
 }
 

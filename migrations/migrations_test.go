@@ -71,7 +71,8 @@ func TestConcurrentUp(t *testing.T) {
 	}
 	for _, table := range []string{"clients", "signing_keys", "oauth2_access_tokens", "oauth2_refresh_tokens",
 		"oauth2_authorization_codes", "oauth2_pkce_requests", "oauth2_oidc_sessions", "client_assertion_jtis",
-		"users", "wechat_identities", "wechat_unions", "wechat_codes", "wechat_tokens", "leases"} {
+		"users", "wechat_identities", "wechat_unions", "wechat_codes", "wechat_tokens", "leases",
+		"audit_events"} {
 		var exists bool
 		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
 			t.Fatal(err)
@@ -113,7 +114,8 @@ func TestStatus(t *testing.T) {
 	if strings.Contains(after.String(), "pending") || !strings.Contains(after.String(), "00001_init.sql") ||
 		!strings.Contains(after.String(), "00002_wechat.sql") || !strings.Contains(after.String(), "00003_lifecycle.sql") ||
 		!strings.Contains(after.String(), "00004_key_rotation.sql") ||
-		!strings.Contains(after.String(), "00005_sealed_headers.sql") {
+		!strings.Contains(after.String(), "00005_sealed_headers.sql") ||
+		!strings.Contains(after.String(), "00006_audit.sql") {
 		t.Errorf("Status after Up:\n%s\nwant every migration applied", after.String())
 	}
 }

@@ -43,6 +43,7 @@ type ClientMetadata struct {
 	TokenEndpointAuthMethod string
 	WeChatAppID             string
 	WeChatAppSecret         string // write-only
+	AllowedCORSOrigins      []string
 }
 
 // Clients registers and manages clients: the rules behind the admin API.
@@ -196,6 +197,11 @@ func (cs *Clients) build(ctx context.Context, md ClientMetadata, old *storage.Cl
 			return nil, err
 		}
 	}
+	// Origins, like redirect URIs, are stored as given: the CORS check
+	// compares them with the Origin header byte for byte.
+	if err := checkCORSOrigins(md.AllowedCORSOrigins); err != nil {
+		return nil, err
+	}
 	if md.ClientSecret != "" {
 		if err := CheckClientSecret(md.ClientSecret); err != nil {
 			return nil, bad("client_secret must be at least %d characters", MinClientSecretLen)
@@ -211,6 +217,7 @@ func (cs *Clients) build(ctx context.Context, md ClientMetadata, old *storage.Cl
 		Scopes:                  dedupe(scopes),
 		Audience:                dedupe(md.Audience),
 		RedirectURIs:            dedupe(md.RedirectURIs),
+		AllowedCORSOrigins:      dedupe(md.AllowedCORSOrigins),
 		TokenEndpointAuthMethod: md.TokenEndpointAuthMethod,
 		WeChatAppID:             md.WeChatAppID,
 	}

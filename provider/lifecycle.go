@@ -30,9 +30,9 @@ type Introspection struct {
 	TokenType string   `json:"token_type,omitempty"`
 }
 
-// Introspect answers RFC 7662 for a client authenticated with HTTP Basic.
+// introspect answers RFC 7662 for a client authenticated with HTTP Basic.
 // Errors are fosite errors (invalid_client, invalid_request).
-func (p *Provider) Introspect(ctx context.Context, r *http.Request) (*Introspection, error) {
+func (p *Provider) introspect(ctx context.Context, r *http.Request) (*Introspection, error) {
 	user, _, ok := r.BasicAuth()
 	if !ok {
 		// fosite would also accept a bearer access token as credentials;
@@ -92,10 +92,10 @@ func (p *Provider) Introspect(ctx context.Context, r *http.Request) (*Introspect
 	return out, nil
 }
 
-// Revoke answers RFC 7009: the token's whole grant is revoked when its own
+// revoke answers RFC 7009: the token's whole grant is revoked when its own
 // client asks; unknown tokens and other clients' tokens answer 200 and
 // change nothing.
-func (p *Provider) Revoke(ctx context.Context, r *http.Request) error {
+func (p *Provider) revoke(ctx context.Context, r *http.Request) error {
 	return outage(p.oauth.NewRevocationRequest(ctx, r))
 }
 
@@ -105,7 +105,7 @@ func (p *Provider) Revoke(ctx context.Context, r *http.Request) error {
 // included: the client would then believe a token revoked that still
 // works. Those are written as the errors they are.
 func (p *Provider) WriteRevocationResponse(ctx context.Context, w http.ResponseWriter, err error) {
-	if errors.Is(err, fosite.ErrTemporarilyUnavailable) || errors.Is(err, fosite.ErrServerError) {
+	if errors.Is(err, fosite.ErrTemporarilyUnavailable) || errors.Is(err, fosite.ErrServerError) || errors.Is(err, errThrottled) {
 		p.oauth.WriteAccessError(ctx, w, nil, err)
 		return
 	}

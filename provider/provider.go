@@ -13,6 +13,7 @@ import (
 	"github.com/ory/fosite/handler/openid"
 	"github.com/ory/fosite/token/jwt"
 
+	"github.com/wxidp/wxidp/audit"
 	"github.com/wxidp/wxidp/storage"
 )
 
@@ -47,6 +48,11 @@ type Deps struct {
 	WeChat WeChatAPI
 	Cipher Cipher
 	Log    *slog.Logger
+	// Audit records security events (refresh-token reuse, WeChat risk
+	// refusals); nil records nothing.
+	Audit *audit.Recorder
+	// Limits throttle client authentication and issuance; nil limits nothing.
+	Limits *Limits
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -57,6 +63,8 @@ type Provider struct {
 	cfg     Config
 	users   storage.UserStore
 	clients fosite.ClientManager
+	audit   *audit.Recorder
+	limits  *Limits
 }
 
 // ErrConfig reports an unusable provider configuration.
@@ -115,13 +123,13 @@ func New(cfg Config, d Deps) (*Provider, error) {
 	oidc := &openid.DefaultStrategy{Signer: d.Signer, Config: fc}
 	strategy := &compose.CommonStrategy{CoreStrategy: core, OpenIDConnectTokenStrategy: oidc, Signer: d.Signer}
 	grant := &wechatGrant{
-		cfg: fc, store: d.Store, wx: d.WeChat, cipher: d.Cipher, log: d.Log, now: d.Now,
+		cfg: fc, store: d.Store, wx: d.WeChat, cipher: d.Cipher, log: d.Log, now: d.Now, audit: d.Audit,
 		tokens: newAppTokens(d.Store, d.WeChat, d.Cipher, d.Now),
 		access: &oauth2.HandleHelper{AccessTokenStrategy: core, AccessTokenStorage: d.Store, Config: fc},
 		rt:     core,
 		idt:    &openid.IDTokenHandleHelper{IDTokenStrategy: oidc},
 	}
-	oauth := compose.Compose(fc, d.Store, strategy,
+	oauth := compose.Compose(fc, reuseWatch{d.Store}, strategy,
 		func(fosite.Configurator, interface{}, interface{}) interface{} { return grant },
 		compose.OAuth2ClientCredentialsGrantFactory,
 		// fosite's order: the OAuth2 refresh handler before the OIDC one.
@@ -131,14 +139,20 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 	)
-	return &Provider{oauth: oauth, cfg: cfg, users: d.Store, clients: d.Store}, nil
+	return &Provider{oauth: oauth, cfg: cfg, users: d.Store, clients: d.Store, audit: d.Audit, limits: d.Limits}, nil
 }
 
 // Token runs the token endpoint: authenticates the client, applies the
 // grant's rules and issues tokens. Errors are fosite RFC6749 errors.
 func (p *Provider) Token(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error) {
 	sess := NewSession()
+	ctx, reused := p.watchReuse(ctx)
+	if err := p.limits.beforeClientAuth(ctx, r); err != nil {
+		return nil, nil, err
+	}
 	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
+	reused(ar, err)
+	p.limits.afterClientAuth(ctx, r, err)
 	err = outage(err)
 	if ar == nil && errors.Is(err, fosite.ErrInvalidRequest) {
 		// fosite answers a grant no handler claims with a bare
@@ -155,6 +169,10 @@ func (p *Provider) Token(ctx context.Context, r *http.Request) (fosite.AccessReq
 		grantAudience(ar)
 		sess.Subject = ar.GetClient().GetID()
 		sess.ClientID = ar.GetClient().GetID()
+	}
+	// Authenticated: now the client's budgets, before signing or WeChat.
+	if err := p.limits.authenticated(ctx, ar); err != nil {
+		return ar, nil, err
 	}
 	resp, err := p.oauth.NewAccessResponse(ctx, ar)
 	if err != nil {

@@ -21,7 +21,7 @@ var ErrWeChatQuota = &fosite.RFC6749Error{
 // wechatError maps a WeChat failure to the OAuth error the client sees.
 // The client's own misconfiguration (wrong appid or secret) is ours to fix,
 // so it is a server_error, logged with the client it concerns.
-func (g *wechatGrant) wechatError(clientID, appID string, err error) error {
+func (g *wechatGrant) wechatError(ctx context.Context, clientID, appID string, err error) error {
 	var rfc *fosite.RFC6749Error
 	if errors.As(err, &rfc) {
 		return err
@@ -32,17 +32,18 @@ func (g *wechatGrant) wechatError(clientID, appID string, err error) error {
 		case wechat.CodeInvalidCode, wechat.CodeCodeUsed:
 			return fosite.ErrInvalidGrant.WithHint("The WeChat code is invalid, expired or already used.").WithWrap(err)
 		case wechat.CodeHighRisk:
+			g.audit.WeChatRiskRefused(ctx, clientID, appID)
 			return fosite.ErrAccessDenied.WithHint("WeChat refused this login as high-risk.").WithWrap(err)
 		case wechat.CodeQuota:
 			return ErrWeChatQuota.WithWrap(err)
 		case wechat.CodeBusy:
 			return fosite.ErrTemporarilyUnavailable.WithHint("WeChat is busy. Retry with a new code.").WithWrap(err)
 		}
-		g.log.Error("wechat rejected the client's configuration", "client_id", clientID, "appid", appID, "op", api.Op, "errcode", api.Code)
+		g.log.ErrorContext(ctx, "wechat rejected the client's configuration", "client_id", clientID, "appid", appID, "op", api.Op, "errcode", api.Code)
 		return fosite.ErrServerError.WithWrap(err)
 	}
 	if errors.Is(err, wechat.ErrUnavailable) {
-		g.log.Warn("wechat unavailable", "client_id", clientID, "appid", appID, "err", err)
+		g.log.WarnContext(ctx, "wechat unavailable", "client_id", clientID, "appid", appID, "err", err)
 		return fosite.ErrTemporarilyUnavailable.WithHint("WeChat could not be reached. Retry with a new code.").WithWrap(err)
 	}
 	if errors.Is(err, context.Canceled) {
@@ -50,6 +51,6 @@ func (g *wechatGrant) wechatError(clientID, appID string, err error) error {
 		// request as 499).
 		return fosite.ErrServerError.WithWrap(err)
 	}
-	g.log.Error("wechat call failed", "client_id", clientID, "appid", appID, "err", err)
+	g.log.ErrorContext(ctx, "wechat call failed", "client_id", clientID, "appid", appID, "err", err)
 	return fosite.ErrServerError.WithWrap(err)
 }

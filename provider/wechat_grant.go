@@ -13,6 +13,7 @@ import (
 	"github.com/ory/fosite/handler/openid"
 	fstorage "github.com/ory/fosite/storage"
 
+	"github.com/wxidp/wxidp/audit"
 	"github.com/wxidp/wxidp/provider/wechat"
 	"github.com/wxidp/wxidp/storage"
 )
@@ -59,6 +60,7 @@ type wechatGrant struct {
 	cipher Cipher
 	tokens *appTokens
 	log    *slog.Logger
+	audit  *audit.Recorder
 	access *oauth2.HandleHelper
 	rt     oauth2.RefreshTokenStrategy
 	idt    *openid.IDTokenHandleHelper
@@ -136,19 +138,19 @@ func (g *wechatGrant) PopulateTokenEndpointResponse(ctx context.Context, ar fosi
 	}
 	secret, err := g.cipher.Open(client.Record.WeChatAppSecret, AppSecretAAD(appID))
 	if err != nil {
-		g.log.Error("wechat app secret cannot be decrypted", "client_id", client.GetID(), "appid", appID, "err", err)
+		g.log.ErrorContext(ctx, "wechat app secret cannot be decrypted", "client_id", client.GetID(), "appid", appID, "err", err)
 		return fosite.ErrServerError.WithWrap(err)
 	}
 	ws, err := g.wx.Code2Session(ctx, appID, string(secret), code)
 	if err != nil {
-		return g.wechatError(client.GetID(), appID, err)
+		return g.wechatError(ctx, client.GetID(), appID, err)
 	}
 	var phone string
 	if ar.GetGrantedScopes().Has(ScopePhone) {
 		if pc := ar.GetRequestForm().Get("phone_code"); pc != "" {
 			p, err := g.phoneNumber(ctx, appID, string(secret), pc)
 			if err != nil {
-				return g.wechatError(client.GetID(), appID, err)
+				return g.wechatError(ctx, client.GetID(), appID, err)
 			}
 			phone = p
 		}
@@ -169,7 +171,7 @@ func (g *wechatGrant) PopulateTokenEndpointResponse(ctx context.Context, ar fosi
 	defer func() {
 		if err != nil {
 			if rerr := fstorage.MaybeRollbackTx(ctx, g.store); rerr != nil {
-				g.log.Error("rollback", "err", rerr)
+				g.log.ErrorContext(ctx, "rollback", "err", rerr)
 			}
 		}
 	}()

@@ -39,6 +39,7 @@ type Client struct {
 	Scopes                  []string
 	Audience                []string
 	RedirectURIs            []string
+	AllowedCORSOrigins      []string // browser origins that may read this client's token, revocation and userinfo answers
 	TokenEndpointAuthMethod string
 	// WeChatAppID binds a public mini-program client to exactly one appid.
 	WeChatAppID string
@@ -91,6 +92,11 @@ type ClientStore interface {
 	// (so a later client with the same ID never inherits them); ErrNotFound
 	// if absent.
 	DeleteClient(ctx context.Context, id string) error
+	// CORSOriginAllowed reports whether origin is among the
+	// AllowedCORSOrigins of client clientID or, when clientID is empty, of
+	// any client (a CORS preflight names no client). It is an exact, indexed
+	// match: it runs on unauthenticated requests.
+	CORSOriginAllowed(ctx context.Context, origin, clientID string) (bool, error)
 }
 
 // KeyStore keeps signing keys.
@@ -183,6 +189,7 @@ type Store interface {
 	WeChatTokenStore
 	Maintenance
 	Resealer
+	AuditStore
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 }

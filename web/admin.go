@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/wxidp/wxidp/audit"
 	"github.com/wxidp/wxidp/keys"
 	"github.com/wxidp/wxidp/provider"
 	"github.com/wxidp/wxidp/storage"
@@ -40,6 +41,10 @@ type AdminConfig struct {
 	Clients ClientRegistry
 	Keys    KeyLister
 	Metrics *Metrics
+	// Audit serves GET /admin/audit; Recorder records the admin actions
+	// (nil records nothing).
+	Audit    AuditLog
+	Recorder *audit.Recorder
 }
 
 type admin struct {
@@ -69,6 +74,7 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 	getAndHead(e, "/admin/keys", a.listKeys, auth)
 	e.POST("/admin/keys/rotate", a.rotateKeys, auth)
 	e.DELETE("/admin/keys/:kid", a.revokeKey, auth)
+	getAndHead(e, "/admin/audit", a.listAudit, auth)
 	getAndHead(e, "/metrics", cfg.Metrics.handler(), auth)
 	return e, nil
 }
@@ -99,6 +105,7 @@ type clientRequest struct {
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
 	WeChatAppID             string   `json:"wechat_appid"`
 	WeChatAppSecret         string   `json:"wechat_app_secret"`
+	AllowedCORSOrigins      []string `json:"allowed_cors_origins"`
 }
 
 // clientResponse never carries the hash or the WeChat app secret.
@@ -115,6 +122,7 @@ type clientResponse struct {
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
 	WeChatAppID             string   `json:"wechat_appid,omitempty"`
 	WeChatAppSecretSet      bool     `json:"wechat_app_secret_set"`
+	AllowedCORSOrigins      []string `json:"allowed_cors_origins"`
 	UpdatedAt               string   `json:"updated_at"`
 }
 
@@ -131,6 +139,7 @@ func toResponse(c *storage.Client, secret string) clientResponse {
 		TokenEndpointAuthMethod: c.TokenEndpointAuthMethod,
 		WeChatAppID:             c.WeChatAppID,
 		WeChatAppSecretSet:      len(c.WeChatAppSecret) > 0,
+		AllowedCORSOrigins:      orEmpty(c.AllowedCORSOrigins),
 		UpdatedAt:               c.UpdatedAt.UTC().Format(time.RFC3339),
 	}
 	if secret != "" {
@@ -150,6 +159,7 @@ func (a *admin) createClient(c echo.Context) error {
 		return err
 	}
 	cl, secret, err := a.Clients.Create(c.Request().Context(), req.metadata())
+	a.recordCreate(c, cl, req, err)
 	if err != nil {
 		return clientError(err)
 	}
@@ -184,6 +194,7 @@ func (a *admin) updateClient(c echo.Context) error {
 		return err
 	}
 	cl, err := a.Clients.Update(c.Request().Context(), c.Param("id"), req.metadata())
+	a.recordUpdate(c, req, err)
 	if err != nil {
 		return clientError(err)
 	}
@@ -191,7 +202,9 @@ func (a *admin) updateClient(c echo.Context) error {
 }
 
 func (a *admin) deleteClient(c echo.Context) error {
-	if err := a.Clients.Delete(c.Request().Context(), c.Param("id")); err != nil {
+	err := a.Clients.Delete(c.Request().Context(), c.Param("id"))
+	a.record(c, audit.ClientDeleted, c.Param("id"), err, nil)
+	if err != nil {
 		return clientError(err)
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -217,7 +230,10 @@ func (a *admin) listKeys(c echo.Context) error {
 }
 
 func (a *admin) rotateKeys(c echo.Context) error {
-	if err := a.Keys.Rotate(c.Request().Context()); err != nil {
+	activeBefore := activeKID(a.Keys.Keys())
+	err := a.Keys.Rotate(c.Request().Context())
+	a.recordRotation(c, activeBefore, err)
+	if err != nil {
 		if errors.Is(err, keys.ErrNotReady) {
 			return newAPIError(http.StatusConflict, "not_ready", err.Error())
 		}

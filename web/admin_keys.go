@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/wxidp/wxidp/audit"
 	"github.com/wxidp/wxidp/keys"
 	"github.com/wxidp/wxidp/storage"
 )
@@ -25,12 +26,20 @@ func (a *admin) revokeKey(c echo.Context) error {
 	err := a.Keys.Revoke(c.Request().Context(), kid)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
+		a.record(c, audit.KeyRevoked, kid, err, nil)
 		return newAPIError(http.StatusNotFound, "not_found", "No such signing key.")
 	case err != nil && !errors.Is(err, keys.ErrRevokedIncomplete):
+		a.record(c, audit.KeyRevoked, kid, err, nil)
 		return err
 	}
-	// Until the audit trail exists, this line is the record of who revoked
-	// which key.
+	// Revoked, even if this process has yet to reload its keys. The log
+	// line stays beside the audit event: it is what log-based alerting on
+	// a revocation watches.
+	details := map[string]string{}
+	if err != nil {
+		details["reload"] = "pending"
+	}
+	a.record(c, audit.KeyRevoked, kid, nil, details)
 	a.Log.Info("signing key revoked", "kid", kid, "actor", actor(c), "request_id", requestID(c))
 	if err != nil {
 		// Revoked all the same: say so, or a retry's 404 would puzzle.

@@ -61,6 +61,12 @@ type PublicConfig struct {
 	TrustedProxies []*net.IPNet
 	Keys           KeySet
 	Store          Pinger
+	// CORS says which browser origins each client registered (cors.go);
+	// nil lets no origin read the token, revocation and userinfo answers.
+	CORS CORSOrigins
+	// Draining, when set and true, makes /readyz answer 503 at once: the
+	// process is shutting down (SIGTERM) and wants no new traffic.
+	Draining func() bool
 }
 
 // DiscoveryMaxAge is how long the discovery document may be cached, in
@@ -91,15 +97,18 @@ func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
 	getAndHead(e, "/.well-known/openid-configuration", p.openidConfiguration)
 	getAndHead(e, "/healthz", p.healthz)
 	getAndHead(e, "/readyz", p.readyz)
+	registerCORS(e, cfg.CORS, cfg.Log)
 	return e, nil
 }
 
 func (p *public) token(c echo.Context) error {
 	ctx := c.Request().Context()
 	if err := singleParams(c.Request()); err != nil {
+		p.Metrics.observeToken(c.Request(), err)
 		return p.accessError(c, "token endpoint", nil, err)
 	}
 	ar, resp, err := p.Tokens.Token(ctx, c.Request())
+	p.Metrics.observeToken(c.Request(), err)
 	if err != nil {
 		return p.accessError(c, "token endpoint", ar, err)
 	}
@@ -182,14 +191,14 @@ func (p *public) oauthError(c echo.Context, where string, err error) bool {
 		// RFC 6749 §5.2: a failed client authentication names the scheme.
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Basic realm="wxidp", charset="UTF-8"`)
 	case http.StatusTooManyRequests:
-		// WeChat's quota (45011) is per minute.
-		c.Response().Header().Set(retryAfter, "60")
+		// A rate limit's own wait, else WeChat's quota (45011): per minute.
+		c.Response().Header().Set(retryAfter, retryAfterOf(err, "60"))
 	case http.StatusServiceUnavailable:
 		// temporarily_unavailable: WeChat busy or unreachable, storage down.
 		c.Response().Header().Set(retryAfter, retryAfterUnavailable)
 	}
 	if rfc.CodeField >= http.StatusInternalServerError {
-		p.Log.Error(where, "request_id", requestID(c), "err", rfc.Error(), "cause", rfc.Cause())
+		p.Log.ErrorContext(c.Request().Context(), where, "request_id", requestID(c), "err", rfc.Error(), "cause", rfc.Cause())
 	}
 	return true
 }
@@ -203,7 +212,13 @@ func (p *public) userinfo(c echo.Context) error {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="wxidp"`)
 		return newAPIError(http.StatusUnauthorized, "invalid_request", "A bearer access token is required.")
 	}
+	if err := p.RateLimit.beforeBearer(c); err != nil {
+		return err
+	}
 	claims, err := p.UserInfo.UserInfo(c.Request().Context(), tok)
+	if err := p.RateLimit.afterBearer(c, claims, err); err != nil {
+		return err
+	}
 	if errors.Is(err, provider.ErrInvalidToken) {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
 		return newAPIError(http.StatusUnauthorized, "invalid_token", "The access token is missing, invalid, expired or revoked.")
@@ -270,11 +285,14 @@ func (p *public) healthz(c echo.Context) error {
 const ReadyTimeout = 1500 * time.Millisecond
 
 func (p *public) readyz(c echo.Context) error {
+	if p.Draining != nil && p.Draining() {
+		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "draining"})
+	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), ReadyTimeout)
 	defer cancel()
 	if err := p.Store.Ping(ctx); err != nil {
 		c.Response().Header().Set("Retry-After", retryAfterUnavailable)
-		p.Log.Warn("readiness: storage unreachable", "err", err)
+		p.Log.WarnContext(ctx, "readiness: storage unreachable", "err", err)
 		return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})

@@ -1,60 +1,104 @@
 package web
 
 import (
+	"context"
+	"errors"
 	"net/http"
-	"net/url"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
-	"golang.org/x/time/rate"
+
+	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/ratelimit"
 )
 
-// RateLimit bounds request rates at the OAuth endpoints, per process: per
-// client IP, and per client_id. The mini-program's client_id is public, so
-// without a per-client bound anyone could spend the app's WeChat quota
-// (45011) with made-up codes and lock every user of the app out. Zero
-// values disable a limit.
+// Throttler applies rate limits (ratelimit.Throttle).
+type Throttler interface {
+	Allow(ctx context.Context, l ratelimit.Limit, key string) ratelimit.Decision
+	Check(ctx context.Context, l ratelimit.Limit, key string) ratelimit.Decision
+	Spend(ctx context.Context, l ratelimit.Limit, key string) (exhausted bool)
+}
+
+// RateLimit bounds the public endpoints by what each request proves. What
+// the web layer can tell before any work is the source address (IPv6 by
+// its /64); bearer requests are then limited by the verified token's
+// subject, or, when the token is invalid, by their source, so junk tokens
+// spend the sender's budget and no one else's. Client-keyed limits live in
+// the provider (provider.Limits), which knows when a client has
+// authenticated. Zero limits are off; a nil Throttle limits nothing.
 type RateLimit struct {
-	PerIP, PerClient           rate.Limit // requests per second
-	PerIPBurst, PerClientBurst int
+	Throttle Throttler
+	// Source: requests to the OAuth and bearer endpoints per source.
+	Source ratelimit.Limit
+	// InvalidToken: invalid bearer tokens per source; once spent, that
+	// source's bearer requests are refused before verification.
+	InvalidToken ratelimit.Limit
+	// Subject: bearer requests per verified subject.
+	Subject ratelimit.Limit
 }
 
+// middleware records the request's source for the throttles below (the
+// provider's too) and applies the per-source limit.
 func (rl RateLimit) middleware() []echo.MiddlewareFunc {
-	var out []echo.MiddlewareFunc
-	if rl.PerIP > 0 {
-		out = append(out, limiter(rl.PerIP, rl.PerIPBurst, func(c echo.Context) (string, error) {
-			return "ip:" + c.RealIP(), nil
-		}))
-	}
-	if rl.PerClient > 0 {
-		out = append(out, limiter(rl.PerClient, rl.PerClientBurst, func(c echo.Context) (string, error) {
-			return "client:" + clientIDOf(c.Request()), nil
-		}))
-	}
-	return out
+	return []echo.MiddlewareFunc{func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			src := ratelimit.Source(c.RealIP())
+			r := c.Request()
+			c.SetRequest(r.WithContext(ratelimit.WithSource(r.Context(), src)))
+			if rl.Throttle != nil {
+				if d := rl.Throttle.Allow(c.Request().Context(), rl.Source, src); !d.Allowed {
+					return refuse(c, d)
+				}
+			}
+			return next(c)
+		}
+	}}
 }
 
-func limiter(r rate.Limit, burst int, id middleware.Extractor) echo.MiddlewareFunc {
-	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
-		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
-			Rate: r, Burst: max(burst, 1),
-		}),
-		IdentifierExtractor: id,
-		DenyHandler: func(c echo.Context, _ string, _ error) error {
-			c.Response().Header().Set("Retry-After", "1")
-			return newAPIError(http.StatusTooManyRequests, "temporarily_unavailable", "Too many requests. Retry later.")
-		},
-	})
+// beforeBearer refuses a bearer request from a source whose invalid-token
+// budget is spent, before the token is verified.
+func (rl RateLimit) beforeBearer(c echo.Context) error {
+	if rl.Throttle == nil {
+		return nil
+	}
+	ctx := c.Request().Context()
+	if d := rl.Throttle.Check(ctx, rl.InvalidToken, ratelimit.SourceOf(ctx)); !d.Allowed {
+		return refuse(c, d)
+	}
+	return nil
 }
 
-// clientIDOf names the client a request claims to be, from HTTP Basic or
-// the form limitBody already parsed; unauthenticated, but only used to
-// pick a bucket.
-func clientIDOf(r *http.Request) string {
-	if user, _, ok := r.BasicAuth(); ok {
-		if id, err := url.QueryUnescape(user); err == nil {
-			return id
+// afterBearer charges a verified request to its subject, an invalid token
+// to its source.
+func (rl RateLimit) afterBearer(c echo.Context, claims map[string]any, err error) error {
+	if rl.Throttle == nil {
+		return nil
+	}
+	ctx := c.Request().Context()
+	if errors.Is(err, provider.ErrInvalidToken) {
+		rl.Throttle.Spend(ctx, rl.InvalidToken, ratelimit.SourceOf(ctx))
+		return nil
+	}
+	if sub, ok := claims["sub"].(string); ok && err == nil {
+		if d := rl.Throttle.Allow(ctx, rl.Subject, sub); !d.Allowed {
+			return refuse(c, d)
 		}
 	}
-	return r.PostForm.Get("client_id")
+	return nil
+}
+
+// refuse answers 429 with Retry-After and an RFC 6749-shaped body.
+func refuse(c echo.Context, d ratelimit.Decision) error {
+	c.Response().Header().Set(retryAfter, strconv.Itoa(d.RetryAfterSeconds()))
+	return newAPIError(http.StatusTooManyRequests, "temporarily_unavailable", "Too many requests. Retry later.")
+}
+
+// retryAfterOf is the Retry-After of a 429 from the provider: the limit's
+// own wait when a rate limit refused, else def (WeChat's quota).
+func retryAfterOf(err error, def string) string {
+	var r *ratelimit.Refusal
+	if errors.As(err, &r) {
+		return strconv.Itoa(r.RetryAfterSeconds())
+	}
+	return def
 }

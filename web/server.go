@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"log/slog"
@@ -36,12 +37,14 @@ func newEcho(log *slog.Logger, hsts bool, metrics echo.MiddlewareFunc, trustedPr
 	}
 	e.Use(
 		requestIDs,
+		traceRequest,
+		auditContext,
 		accessLog(log),
 		metrics,
 		middleware.RecoverWithConfig(middleware.RecoverConfig{
 			DisableStackAll: true,
 			LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
-				log.Error("panic", "request_id", requestID(c), "err", err, "stack", string(stack))
+				log.ErrorContext(c.Request().Context(), "panic", "request_id", requestID(c), "err", err, "stack", string(stack))
 				return err
 			},
 		}),
@@ -71,7 +74,7 @@ func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 			if clientGone(c) {
 				status = StatusClientClosedRequest
 			}
-			log.Info("request",
+			log.InfoContext(c.Request().Context(), "request",
 				"request_id", requestID(c),
 				"method", c.Request().Method,
 				"path", c.Request().URL.Path,
@@ -133,6 +136,9 @@ func requestIDs(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Request().Header.Set(echo.HeaderXRequestID, rid)
 		}
 		c.Response().Header().Set(echo.HeaderXRequestID, rid)
+		// In the context too, so every line logged during the request
+		// carries it (ContextLogger).
+		c.SetRequest(c.Request().WithContext(withRequestID(c.Request().Context(), rid)))
 		return next(c)
 	}
 }
@@ -204,10 +210,32 @@ func securityHeaders(hsts bool) echo.MiddlewareFunc {
 	}
 }
 
-// Serve runs handler on ln until ctx ends, then shuts down gracefully.
-func Serve(ctx context.Context, ln net.Listener, handler http.Handler) error {
+// DefaultShutdownTimeout is how long in-flight requests may take to finish
+// once shutdown begins, unless ServeOptions says otherwise.
+const DefaultShutdownTimeout = 20 * time.Second
+
+// ErrShutdownTimeout means requests were still running when the shutdown
+// timeout ran out, and their connections were closed.
+var ErrShutdownTimeout = errors.New("shutdown timeout: in-flight requests were cut")
+
+// ServeOptions tune Serve; the zero value serves plain HTTP.
+type ServeOptions struct {
+	// ShutdownTimeout bounds the drain once ctx ends (default
+	// DefaultShutdownTimeout).
+	ShutdownTimeout time.Duration
+	// TLS, when set, serves HTTPS (HTTP/2 included) with it.
+	TLS *tls.Config
+}
+
+// Serve runs handler on ln until ctx ends, then shuts down gracefully: the
+// listener closes at once, idle connections are closed, and requests in
+// flight run to completion for up to opts.ShutdownTimeout; those still
+// running then are cut (ErrShutdownTimeout). Request contexts do not derive
+// from ctx, so ending ctx does not cancel them.
+func Serve(ctx context.Context, ln net.Listener, handler http.Handler, opts ServeOptions) error {
 	srv := &http.Server{
 		Handler:           handler,
+		TLSConfig:         opts.TLS,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -215,15 +243,32 @@ func Serve(ctx context.Context, ln net.Listener, handler http.Handler) error {
 		MaxHeaderBytes:    16 << 10,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if opts.TLS != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificate comes from opts.TLS
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
 	}
+	timeout := opts.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = DefaultShutdownTimeout
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Shutdown leaves the stragglers running; closing their connections
+		// cancels their request contexts, so they stop too.
+		_ = srv.Close()
+		return ErrShutdownTimeout
+	}
+	return err
 }
 
 func isHTTPS(issuer string) bool { return strings.HasPrefix(issuer, "https://") }

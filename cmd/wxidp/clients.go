@@ -104,10 +104,18 @@ func (ac *adminClient) flags(cmd *cobra.Command) {
 
 func clientPath(id string) string { return "/admin/clients/" + url.PathEscape(id) }
 
-// clientFieldAnnotation marks the flags that carry a client's metadata. They
-// never take an environment variable: a WXIDP_CLIENT_SCOPE left exported in
-// a shell would otherwise rewrite every client that shell touches.
-const clientFieldAnnotation = "client-field"
+// argumentAnnotation marks the flags that are arguments of one invocation:
+// a client's metadata, an audit query. They never take an environment
+// variable: a WXIDP_CLIENT_SCOPE left exported in a shell would otherwise
+// rewrite every client that shell touches.
+const argumentAnnotation = "argument"
+
+// markArguments marks every flag of fs as an argument (argumentAnnotation).
+func markArguments(fs *pflag.FlagSet) {
+	fs.VisitAll(func(fl *pflag.Flag) {
+		_ = fs.SetAnnotation(fl.Name, argumentAnnotation, []string{"true"})
+	})
+}
 
 // maxSecretFile bounds what --secret-file and --wechat-app-secret-file read.
 const maxSecretFile = 4 << 10
@@ -118,6 +126,7 @@ type clientFlags struct {
 	secretFile, appSecretFile          string
 	refusedSecret, refusedAppSecret    string
 	grants, audience, redirects        []string
+	corsOrigins                        []string
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
@@ -130,6 +139,7 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	// An array, not a slice: a slice flag splits on commas, which a query
 	// string may hold, and a redirect URI is stored exactly as given.
 	fs.StringArrayVar(&f.redirects, "redirect-uri", nil, "redirect_uris (repeatable; matched exactly)")
+	fs.StringArrayVar(&f.corsOrigins, "allowed-cors-origin", nil, "allowed_cors_origins: a browser origin (https://host[:port]) that may call the token, revocation and userinfo endpoints (repeatable)")
 	fs.StringVar(&f.authMethod, "auth-method", "", "token_endpoint_auth_method")
 	fs.StringVar(&f.secretFile, "secret-file", "", "file holding the client_secret to set (>= 32 characters; - reads standard input; generated on create when not given)")
 	fs.StringVar(&f.appID, "wechat-appid", "", "WeChat appid the client is bound to")
@@ -140,9 +150,7 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.refusedAppSecret, "wechat-app-secret", "", "refused: use --wechat-app-secret-file")
 	_ = fs.MarkHidden("secret")
 	_ = fs.MarkHidden("wechat-app-secret")
-	fs.VisitAll(func(fl *pflag.Flag) {
-		_ = fs.SetAnnotation(fl.Name, clientFieldAnnotation, []string{"true"})
-	})
+	markArguments(fs)
 }
 
 // apply writes the flags the user set into body, reading secrets from their
@@ -168,6 +176,7 @@ func (f *clientFlags) apply(cmd *cobra.Command, body map[string]any) error {
 	set("grant-type", "grant_types", f.grants)
 	set("audience", "audience", f.audience)
 	set("redirect-uri", "redirect_uris", f.redirects)
+	set("allowed-cors-origin", "allowed_cors_origins", f.corsOrigins)
 	set("auth-method", "token_endpoint_auth_method", f.authMethod)
 	set("wechat-appid", "wechat_appid", f.appID)
 	for flag, field := range map[string]string{"secret-file": "client_secret", "wechat-app-secret-file": "wechat_app_secret"} {

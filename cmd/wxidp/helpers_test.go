@@ -52,8 +52,8 @@ func testConfig(dsn string) serveConfig {
 		WeChatAPIBase:   "http://127.0.0.1:1",
 		WeChatTimeout:   5 * time.Second,
 		DatabaseTimeout: 5 * time.Second,
-		// Tests fire bursts from one address; TestRateLimits sets limits.
-		RateIP: 0, RateClient: 0,
+		// No rate limits (the zero limitsConfig): tests fire bursts from
+		// one address; the rate-limit tests set defaultLimits().
 	}
 }
 

@@ -21,6 +21,7 @@ type janitorConfig struct {
 	DatabaseTimeout   time.Duration
 	Batch             int
 	InactiveRetention time.Duration
+	AuditRetention    time.Duration
 }
 
 func newJanitorCmd() *cobra.Command {
@@ -35,16 +36,18 @@ func newJanitorCmd() *cobra.Command {
 	}
 	addDatabaseFlag(cmd, &cfg.DatabaseURL)
 	addDatabaseTimeoutFlag(cmd, &cfg.DatabaseTimeout)
-	addJanitorFlags(cmd, &cfg.Batch, &cfg.InactiveRetention)
+	addJanitorFlags(cmd, &cfg.Batch, &cfg.InactiveRetention, &cfg.AuditRetention)
 	return cmd
 }
 
-func addJanitorFlags(cmd *cobra.Command, batch *int, retention *time.Duration) {
+func addJanitorFlags(cmd *cobra.Command, batch *int, retention, auditRetention *time.Duration) {
 	fs := cmd.Flags()
 	fs.IntVar(batch, "janitor-batch", 5000, "most rows deleted per table and statement")
 	fs.DurationVar(retention, "inactive-retention", 7*24*time.Hour, "how long rotated or revoked refresh tokens are kept for reuse detection")
 	bindEnv(fs, "janitor-batch", "WXIDP_JANITOR_BATCH")
 	bindEnv(fs, "inactive-retention", "WXIDP_INACTIVE_RETENTION")
+	fs.DurationVar(auditRetention, "audit-retention", janitor.DefaultAuditRetention, "how long audit events are kept")
+	bindEnv(fs, "audit-retention", "WXIDP_AUDIT_RETENTION")
 }
 
 func runJanitor(ctx context.Context, cfg janitorConfig, out io.Writer, log *slog.Logger) error {
@@ -58,7 +61,7 @@ func runJanitor(ctx context.Context, cfg janitorConfig, out io.Writer, log *slog
 	defer pool.Close()
 	start := time.Now()
 	stats, err := janitor.New(postgres.New(pool, postgres.WithTimeout(cfg.DatabaseTimeout)), janitor.Options{
-		Batch: cfg.Batch, InactiveRetention: cfg.InactiveRetention, Log: log,
+		Batch: cfg.Batch, InactiveRetention: cfg.InactiveRetention, AuditRetention: cfg.AuditRetention, Log: log,
 	}).RunOnce(ctx)
 	tables := make([]string, 0, len(stats))
 	for t := range stats {

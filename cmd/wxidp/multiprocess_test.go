@@ -1,16 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"context"
-	"encoding/json"
-	"io"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/wxidp/wxidp/provider/wechat/wechattest"
 )
@@ -20,10 +13,7 @@ import (
 // introspects inactive at B.
 func TestTwoProcessesOneDatabase(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "wxidp")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildWxidp(t)
 	dsn := migratedDB(t)
 	wx := wechattest.NewServer(t)
 	wx.AddApp("wxapp1", "secret-of-wxapp1")
@@ -58,38 +48,11 @@ func TestTwoProcessesOneDatabase(t *testing.T) {
 	}
 }
 
-// startProcess runs `bin serve` and learns its addresses from the start-up
-// log line.
+// startProcess runs `bin serve` (plain HTTP) and returns it as a server
+// that stop kills; startServeProcess has the details.
 func startProcess(t *testing.T, bin string, env []string) *server {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "serve")
-	cmd.Env = env
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-	found := make(chan [2]string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var line struct{ Msg, Public, Admin string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "wxidp serving" {
-				found <- [2]string{line.Public, line.Admin}
-				break
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-	}()
-	select {
-	case addr := <-found:
-		return &server{issuer: "http://" + addr[0], admin: "http://" + addr[1], logs: &syncBuffer{}, stop: cancel}
-	case <-time.After(30 * time.Second):
-		t.Fatal("wxidp serve did not start")
-		return nil
-	}
+	p := startServeProcess(t, bin, "http", env)
+	p.stop = func() { _ = p.cmd.Process.Kill(); _ = p.wait() }
+	return p.server
 }

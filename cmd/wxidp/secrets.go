@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/spf13/cobra"
 
+	"github.com/wxidp/wxidp/audit"
 	"github.com/wxidp/wxidp/keys"
 	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/storage"
 	"github.com/wxidp/wxidp/storage/postgres"
 )
 
@@ -47,7 +50,29 @@ func runReencrypt(ctx context.Context, dsn, secrets string, out io.Writer) error
 		return fmt.Errorf("connect to database: %w", err)
 	}
 	defer pool.Close()
-	n, err := provider.Reseal(ctx, postgres.New(pool), cipher)
+	store := postgres.New(pool)
+	n, err := reencrypt(ctx, store, cipher, audit.NewRecorder(store, nil), audit.ActorCLI)
 	fmt.Fprintf(out, "re-encrypted %d values\n", n)
 	return err
+}
+
+// reencrypt re-encrypts every stored secret under the first of
+// WXIDP_SECRETS (provider.Reseal) and records it in the audit trail: the
+// target names the secret the values are now sealed under by its
+// fingerprint, the details how many values moved and, on failure, that it
+// stopped (the error itself names a value, and stays in the caller's log).
+func reencrypt(ctx context.Context, store storage.Resealer, cipher *keys.Cipher, rec *audit.Recorder, actor string) (int, error) {
+	n, err := provider.Reseal(ctx, store, cipher)
+	details, outcome := map[string]string{"count": strconv.Itoa(n)}, audit.Success
+	if err != nil {
+		details["error"], outcome = "stopped", audit.Failure
+	}
+	target := ""
+	// The fingerprint of an empty value sealed now is that of the first
+	// secret; it reveals nothing of the secret (keys.Fingerprint).
+	if probe, serr := cipher.Seal(nil, nil); serr == nil {
+		target = "secret:" + keys.Fingerprint(probe)
+	}
+	rec.Record(ctx, audit.Event{Type: audit.SecretsReencrypted, Actor: actor, Target: target, Outcome: outcome, Details: details})
+	return n, err
 }

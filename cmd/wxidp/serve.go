@@ -15,9 +15,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
-	"golang.org/x/time/rate"
 
+	"github.com/wxidp/wxidp/audit"
 	"github.com/wxidp/wxidp/janitor"
 	"github.com/wxidp/wxidp/keys"
 	"github.com/wxidp/wxidp/provider"
@@ -50,18 +51,20 @@ type serveConfig struct {
 	JWKSMaxAge      time.Duration
 	RefreshGrace    time.Duration
 	JanitorEvery    time.Duration
-	RateIP          float64
-	RateIPBurst     int
-	RateClient      float64
-	RateClientBurst int
+	limitsConfig    // serve_limits.go
 	TrustedProxies  []net.IPNet
 	JanitorBatch    int
 	InactiveKeep    time.Duration
+	AuditKeep       time.Duration
+	ShutdownTimeout time.Duration
+	TLSCert, TLSKey string
 	// publicLn and adminLn, when set, replace listening on the addresses
 	// (tests listen on port 0 first, to know the issuer URL).
 	publicLn, adminLn net.Listener
 	// keySkew shortens the keys' clock-skew allowance in tests.
 	keySkew time.Duration
+	// tracer, when set, replaces the OTEL_* exporter (tests record spans).
+	tracer trace.TracerProvider
 }
 
 func newServeCmd() *cobra.Command {
@@ -93,15 +96,12 @@ func newServeCmd() *cobra.Command {
 	fs.DurationVar(&cfg.JWKSMaxAge, "jwks-max-age", 10*time.Minute, "how long verifiers may cache the JWKS; keys are published this long (plus the reload interval) before they sign")
 	fs.DurationVar(&cfg.RefreshGrace, "refresh-grace", 0, "how long a rotated refresh token may be retried once (lost responses); 0 disables")
 	fs.DurationVar(&cfg.JanitorEvery, "janitor-interval", 15*time.Minute, "how often serve purges expired rows (one process at a time); 0 disables")
-	addJanitorFlags(cmd, &cfg.JanitorBatch, &cfg.InactiveKeep)
-	fs.Float64Var(&cfg.RateIP, "rate-limit-ip", 10, "OAuth requests per second per client IP and process; 0 disables")
-	fs.IntVar(&cfg.RateIPBurst, "rate-limit-ip-burst", 30, "burst above --rate-limit-ip")
-	fs.Float64Var(&cfg.RateClient, "rate-limit-client", 100, "OAuth requests per second per client_id and process; 0 disables")
-	fs.IntVar(&cfg.RateClientBurst, "rate-limit-client-burst", 200, "burst above --rate-limit-client")
+	addJanitorFlags(cmd, &cfg.JanitorBatch, &cfg.InactiveKeep, &cfg.AuditKeep)
+	addShutdownFlag(cmd, &cfg.ShutdownTimeout)
+	addTLSFlags(cmd, &cfg.TLSCert, &cfg.TLSKey)
+	addLimitFlags(fs, &cfg.limitsConfig)
 	fs.IPNetSliceVar(&cfg.TrustedProxies, "trusted-proxies", nil, "CIDRs of load balancers whose X-Forwarded-For is trusted")
 	for flag, env := range map[string]string{
-		"rate-limit-ip": "WXIDP_RATE_LIMIT_IP", "rate-limit-ip-burst": "WXIDP_RATE_LIMIT_IP_BURST",
-		"rate-limit-client": "WXIDP_RATE_LIMIT_CLIENT", "rate-limit-client-burst": "WXIDP_RATE_LIMIT_CLIENT_BURST",
 		"trusted-proxies": "WXIDP_TRUSTED_PROXIES",
 		"key-rotation":    "WXIDP_KEY_ROTATION", "jwks-max-age": "WXIDP_JWKS_MAX_AGE",
 		"refresh-grace": "WXIDP_REFRESH_GRACE", "janitor-interval": "WXIDP_JANITOR_INTERVAL",
@@ -137,6 +137,16 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 	if err := cfg.validate(); err != nil {
 		return err
 	}
+	serveOpts, err := cfg.serveOptions(log)
+	if err != nil {
+		return err
+	}
+	log = web.ContextLogger(log) // request_id and trace_id on each line logged during a request
+	tr, err := startTracing(ctx, cfg.tracer)
+	if err != nil {
+		return err
+	}
+	defer tr.close(log)
 	secrets := splitSecrets(cfg.Secrets)
 	cipher, err := keys.NewCipher(secrets)
 	if err != nil {
@@ -151,7 +161,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 	if cfg.DatabaseURL == "" {
 		store = memory.New(memory.WithRefreshGrace(cfg.RefreshGrace))
 	} else {
-		pool, err := postgres.OpenTimeout(ctx, cfg.DatabaseURL, cfg.DatabaseTimeout)
+		pool, err := postgres.OpenTimeout(ctx, cfg.DatabaseURL, cfg.DatabaseTimeout, tr.db()...)
 		if err != nil {
 			return fmt.Errorf("connect to database: %w", err)
 		}
@@ -163,6 +173,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 	if err := errors.Join(checkSecretsInUse(ctx, store, cipher), checkClientSecretsInUse(ctx, store, hasher)); err != nil {
 		return err
 	}
+	rec := audit.NewRecorder(store, log)
 	km := keys.NewManager(store, cipher, keys.Options{
 		JWKSMaxAge: cfg.JWKSMaxAge, ReloadEvery: cfg.KeyReload, RotateEvery: cfg.KeyRotation,
 		TokenLifetime: max(cfg.AccessTokenTTL, cfg.IDTokenTTL), ClockSkew: cfg.keySkew, Log: log,
@@ -187,13 +198,20 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		if err != nil {
 			return fmt.Errorf("fake wechat listener: %w", err)
 		}
-		go func() { _ = web.Serve(ctx, ln, fake) }()
+		go func() { _ = web.Serve(ctx, ln, fake, web.ServeOptions{}) }()
 		cfg.WeChatAPIBase = "http://" + ln.Addr().String()
 	}
-	wx, err := wechat.New(cfg.WeChatAPIBase, wechat.WithLogger(log), wechat.WithTimeout(cfg.WeChatTimeout))
+	metrics := newMetrics(store, km)
+	wx, err := wechat.New(cfg.WeChatAPIBase, wechat.WithLogger(log), wechat.WithTimeout(cfg.WeChatTimeout),
+		wechat.WithObserver(metrics.ObserveWeChat), tr.wechat())
 	if err != nil {
 		return fmt.Errorf("WXIDP_WECHAT_API_BASE: %w", err)
 	}
+	lim, err := newLimits(ctx, cfg.limitsConfig, log, metrics.Registerer(), rec.Lockout)
+	if err != nil {
+		return err
+	}
+	defer lim.close()
 	prov, err := provider.New(provider.Config{
 		Issuer:               cfg.Issuer,
 		AccessTokenTTL:       cfg.AccessTokenTTL,
@@ -201,7 +219,8 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		IDTokenTTL:           cfg.IDTokenTTL,
 		GlobalSecret:         globalSecrets[0],
 		RotatedGlobalSecrets: globalSecrets[1:],
-	}, provider.Deps{Store: store, Signer: km.Signer(), Hasher: hasher, WeChat: wx, Cipher: cipher, Log: log})
+	}, provider.Deps{Store: store, Signer: km.Signer(), Hasher: hasher, WeChat: wx, Cipher: cipher, Log: log, Audit: rec,
+		Limits: lim.provider})
 	if err != nil {
 		return err
 	}
@@ -213,20 +232,21 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		}
 	}
 
-	metrics := web.NewMetrics()
 	public, err := web.NewPublic(web.PublicConfig{
 		Metrics: metrics,
 		Issuer:  cfg.Issuer, GrantTypes: provider.GrantTypes(), Log: log, Tokens: prov, UserInfo: prov, Lifecycle: prov, Keys: km, Store: store,
-		RateLimit: web.RateLimit{
-			PerIP: rate.Limit(cfg.RateIP), PerIPBurst: cfg.RateIPBurst,
-			PerClient: rate.Limit(cfg.RateClient), PerClientBurst: cfg.RateClientBurst,
-		},
+		CORS:           store,
+		RateLimit:      lim.web,
 		TrustedProxies: ipNets(cfg.TrustedProxies),
+		// ctx ends (SIGTERM) before the listeners see it and shut down,
+		// so /readyz is failing before they stop accepting.
+		Draining: func() bool { return ctx.Err() != nil },
 	})
 	if err != nil {
 		return err
 	}
-	admin, err := web.NewAdmin(web.AdminConfig{Token: cfg.AdminToken, Log: log, Clients: clients, Keys: km, Metrics: metrics})
+	admin, err := web.NewAdmin(web.AdminConfig{Token: cfg.AdminToken, Log: log, Clients: clients, Keys: km, Metrics: metrics,
+		Audit: store, Recorder: rec})
 	if err != nil {
 		return err
 	}
@@ -242,7 +262,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		// new one in the background; every process may do it (compare and
 		// set), and the old secrets can go once one run reports success.
 		g.Go(func() error {
-			n, err := provider.Reseal(gctx, store, cipher)
+			n, err := reencrypt(gctx, store, cipher, rec, audit.ActorSystem)
 			if err != nil && gctx.Err() == nil {
 				log.Error("re-encrypt stored secrets", "err", err, "done", n)
 			} else if err == nil {
@@ -252,17 +272,18 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		})
 	}
 	if cfg.JanitorEvery > 0 {
-		j := janitor.New(store, janitor.Options{Batch: cfg.JanitorBatch, InactiveRetention: cfg.InactiveKeep, Log: log})
+		j := janitor.New(store, janitor.Options{Batch: cfg.JanitorBatch, InactiveRetention: cfg.InactiveKeep, AuditRetention: cfg.AuditKeep, Log: log})
 		g.Go(func() error { j.Loop(gctx, cfg.JanitorEvery); return nil })
 	}
-	g.Go(func() error { return web.Serve(gctx, publicLn, public) })
-	g.Go(func() error { return web.Serve(gctx, adminLn, admin) })
-	log.Info("wxidp serving", "public", publicLn.Addr().String(), "admin", adminLn.Addr().String(), "issuer", cfg.Issuer, "dev", cfg.Dev)
+	g.Go(announceShutdown(gctx, serveOpts.ShutdownTimeout, log))
+	g.Go(func() error { return web.Serve(gctx, publicLn, tr.http(public), serveOpts) })
+	g.Go(func() error { return web.Serve(gctx, adminLn, tr.http(admin), serveOpts) })
+	log.Info("wxidp serving", "public", publicLn.Addr().String(), "admin", adminLn.Addr().String(), "issuer", cfg.Issuer, "dev", cfg.Dev, "tls", serveOpts.TLS != nil)
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
-	return err
+	return shutdownResult(err, serveOpts.ShutdownTimeout, log)
 }
 
 // checkSecretsInUse refuses to start when a stored secret (of any kind) was
@@ -350,6 +371,7 @@ func (cfg *serveConfig) validate() error {
 	if cfg.AccessTokenTTL <= 0 || cfg.RefreshTokenTTL <= 0 || cfg.IDTokenTTL <= 0 || cfg.KeyReload <= 0 || cfg.WeChatTimeout <= 0 || cfg.DatabaseTimeout <= 0 {
 		missing = append(missing, errors.New("token lifetimes, the key reload interval, the database timeout and the WeChat timeout must be positive"))
 	}
+	missing = append(missing, validateShutdown(cfg.ShutdownTimeout), validateTLS(cfg.TLSCert, cfg.TLSKey))
 	return errors.Join(missing...)
 }
 

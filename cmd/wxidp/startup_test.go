@@ -159,10 +159,10 @@ func TestEveryFlagHasAnEnvironmentVariable(t *testing.T) {
 				if f.Name == "help" || f.Name == "dev" {
 					return
 				}
-				if len(f.Annotations[clientFieldAnnotation]) > 0 {
+				if len(f.Annotations[argumentAnnotation]) > 0 {
 					clientFields++
 					if len(f.Annotations[envAnnotation]) > 0 || strings.Contains(f.Usage, "(env ") {
-						t.Errorf("%s --%s is a client field but has an environment variable", cmd.CommandPath(), f.Name)
+						t.Errorf("%s --%s is an argument (client field, audit query) but has an environment variable", cmd.CommandPath(), f.Name)
 					}
 					return
 				}
@@ -177,6 +177,6 @@ func TestEveryFlagHasAnEnvironmentVariable(t *testing.T) {
 	}
 	walk(newRootCmd())
 	if clientFields == 0 {
-		t.Error("no flag is marked as a client field: clients create/update lost their exemption")
+		t.Error("no flag is marked as an argument: clients create/update lost their exemption")
 	}
 }

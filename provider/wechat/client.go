@@ -32,6 +32,9 @@ type Client struct {
 	hc      *http.Client
 	timeout time.Duration
 	log     *slog.Logger
+	observe Observer // nil: none
+	// traced wraps the transport in spans (WithTracerProvider); nil: none.
+	traced func(http.RoundTripper) http.RoundTripper
 }
 
 // Option configures a Client.
@@ -85,6 +88,9 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	}
 	hc := *c.hc // a copy: never change the caller's client
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if c.traced != nil {
+		hc.Transport = c.traced(hc.Transport)
+	}
 	c.hc = &hc
 	return c, nil
 }
@@ -135,10 +141,10 @@ func (c *Client) do(ctx context.Context, cl call, out any) error {
 			return fmt.Errorf("wechat %s: encode request: %w", cl.op, err)
 		}
 	}
-	err := c.once(ctx, cl, body, out)
+	err := c.timedOnce(ctx, cl, body, out)
 	if err != nil && retryable(ctx, err) {
 		c.log.LogAttrs(ctx, slog.LevelWarn, "wechat call retried", logAttrs(cl, err)...)
-		err = c.once(ctx, cl, body, out)
+		err = c.timedOnce(ctx, cl, body, out)
 	}
 	if err != nil {
 		c.log.LogAttrs(ctx, logLevel(err), "wechat call failed", logAttrs(cl, err)...)

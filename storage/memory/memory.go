@@ -63,6 +63,7 @@ type Store struct {
 	jtis    map[string]time.Time
 	leases  map[string]lease
 	userData
+	auditLog
 	// Options, fixed by New.
 	grace time.Duration
 	clock func() time.Time
@@ -146,6 +147,7 @@ func copyClient(c *storage.Client) storage.Client {
 	out.Scopes = slices.Clone(c.Scopes)
 	out.Audience = slices.Clone(c.Audience)
 	out.RedirectURIs = slices.Clone(c.RedirectURIs)
+	out.AllowedCORSOrigins = slices.Clone(c.AllowedCORSOrigins)
 	out.WeChatAppSecret = bytes.Clone(c.WeChatAppSecret)
 	return out
 }
@@ -237,6 +239,25 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 		}
 	}
 	return nil
+}
+
+// CORSOriginAllowed reports whether origin is registered on client
+// clientID, or on any client when clientID is empty.
+func (s *Store) CORSOriginAllowed(ctx context.Context, origin, clientID string) (bool, error) {
+	if _, err := s.lock(ctx); err != nil {
+		return false, err
+	}
+	defer s.mu.Unlock()
+	if clientID != "" {
+		c, ok := s.clients[clientID]
+		return ok && slices.Contains(c.AllowedCORSOrigins, origin), nil
+	}
+	for _, c := range s.clients {
+		if slices.Contains(c.AllowedCORSOrigins, origin) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // GetClient returns fosite's view of a copy of the client.

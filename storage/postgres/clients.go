@@ -13,12 +13,14 @@ import (
 // clientColumns is the column list every client query selects, in scanClient
 // order; token queries join it under the alias c.
 const clientColumns = `c.id, c.secret_hash, c.name, c.grant_types, c.scopes, c.audience, c.redirect_uris,
-	c.token_endpoint_auth_method, c.wechat_appid, c.wechat_app_secret, c.created_at, c.updated_at`
+	c.token_endpoint_auth_method, c.wechat_appid, c.wechat_app_secret, c.created_at, c.updated_at,
+	c.allowed_cors_origins`
 
 // clientDest returns scan destinations for clientColumns into c.
 func clientDest(c *storage.Client) []any {
 	return []any{&c.ID, &c.SecretHash, &c.Name, &c.GrantTypes, &c.Scopes, &c.Audience, &c.RedirectURIs,
-		&c.TokenEndpointAuthMethod, &c.WeChatAppID, &c.WeChatAppSecret, &c.CreatedAt, &c.UpdatedAt}
+		&c.TokenEndpointAuthMethod, &c.WeChatAppID, &c.WeChatAppSecret, &c.CreatedAt, &c.UpdatedAt,
+		&c.AllowedCORSOrigins}
 }
 
 // normalizeClient fixes up a scanned client: timestamps in UTC like every
@@ -42,11 +44,12 @@ func (s *Store) CreateClient(ctx context.Context, c *storage.Client) error {
 		c.UpdatedAt = t
 	}
 	_, err := s.db(ctx).Exec(ctx, `INSERT INTO clients (id, secret_hash, name, grant_types, scopes, audience,
-		redirect_uris, token_endpoint_auth_method, wechat_appid, wechat_app_secret, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		redirect_uris, token_endpoint_auth_method, wechat_appid, wechat_app_secret, created_at, updated_at,
+		allowed_cors_origins)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		c.ID, nullBytes(c.SecretHash), c.Name, strs(c.GrantTypes), strs(c.Scopes), strs(c.Audience),
 		strs(c.RedirectURIs), c.TokenEndpointAuthMethod, c.WeChatAppID, nullBytes(c.WeChatAppSecret),
-		c.CreatedAt, c.UpdatedAt)
+		c.CreatedAt, c.UpdatedAt, strs(c.AllowedCORSOrigins))
 	return recordErr("create client", err)
 }
 
@@ -94,11 +97,11 @@ func (s *Store) UpdateClient(ctx context.Context, c *storage.Client) error {
 	var created time.Time
 	err := s.db(ctx).QueryRow(ctx, `UPDATE clients SET secret_hash = $2, name = $3, grant_types = $4, scopes = $5,
 		audience = $6, redirect_uris = $7, token_endpoint_auth_method = $8, wechat_appid = $9,
-		wechat_app_secret = $10, updated_at = $11
+		wechat_app_secret = $10, updated_at = $11, allowed_cors_origins = $12
 		WHERE id = $1 RETURNING created_at`,
 		c.ID, nullBytes(c.SecretHash), c.Name, strs(c.GrantTypes), strs(c.Scopes), strs(c.Audience),
 		strs(c.RedirectURIs), c.TokenEndpointAuthMethod, c.WeChatAppID, nullBytes(c.WeChatAppSecret),
-		updated).Scan(&created)
+		updated, strs(c.AllowedCORSOrigins)).Scan(&created)
 	if err != nil {
 		return recordErr("update client", err)
 	}
@@ -116,6 +119,19 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 		return storage.ErrNotFound
 	}
 	return nil
+}
+
+// CORSOriginAllowed reports whether origin is registered on client
+// clientID, or on any client when clientID is empty. The array containment
+// is written as 00007_cors.sql's GIN index expects.
+func (s *Store) CORSOriginAllowed(ctx context.Context, origin, clientID string) (bool, error) {
+	var ok bool
+	err := s.db(ctx).QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM clients
+		WHERE allowed_cors_origins @> ARRAY[$1::text] AND ($2 = '' OR id = $2))`, origin, clientID).Scan(&ok)
+	if err != nil {
+		return false, recordErr("cors origin", err)
+	}
+	return ok, nil
 }
 
 // GetClient is fosite's view of LookupClient: an *storage.OAuthClient, or

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/wxidp/wxidp/storage"
@@ -107,12 +108,22 @@ func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	return OpenTimeout(ctx, dsn, DefaultTimeout)
 }
 
+// OpenOption configures the pool OpenTimeout opens.
+type OpenOption func(*pgxpool.Config)
+
+// WithTracer sets the pool's query tracer (serve's OpenTelemetry spans). The
+// tracer sees every statement and its arguments, which hold token
+// signatures and sealed secrets: it must not record the arguments.
+func WithTracer(t pgx.QueryTracer) OpenOption {
+	return func(cfg *pgxpool.Config) { cfg.ConnConfig.Tracer = t }
+}
+
 // OpenTimeout connects a pool to dsn and pings it. timeout bounds the
 // ping and the dialing of every connection the pool opens (connect_timeout
 // in the DSN overrides the latter); give the Store the same timeout
 // (WithTimeout) so every call is bounded. pool_max_conns, pool_min_conns and
 // the other pool_* DSN parameters override the sizing chosen here.
-func OpenTimeout(ctx context.Context, dsn string, timeout time.Duration) (*pgxpool.Pool, error) {
+func OpenTimeout(ctx context.Context, dsn string, timeout time.Duration, opts ...OpenOption) (*pgxpool.Pool, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
@@ -142,6 +153,9 @@ func OpenTimeout(ctx context.Context, dsn string, timeout time.Duration) (*pgxpo
 	// (conditional upserts and leases rely on READ COMMITTED's re-check;
 	// under REPEATABLE READ they fail with serialization errors).
 	cfg.ConnConfig.RuntimeParams["default_transaction_isolation"] = "read committed"
+	for _, o := range opts {
+		o(cfg)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open pool: %w", err)

@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store, only ...string
 		{"WeChatTokens", testWeChatTokens},
 		{"Purge", testPurge},
 		{"Leases", testLeases},
+		{"Audit", testAudit},
 		{"Ping", testPing},
 	}
 	for _, g := range groups {

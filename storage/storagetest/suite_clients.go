@@ -25,6 +25,11 @@ func testClients(t *testing.T, su suite) {
 			c.GrantTypes = []string{"urn:wxidp:wechat-code"}
 			return c
 		}},
+		{"CORSOrigins", func() *storage.Client {
+			c := newClient("spa")
+			c.AllowedCORSOrigins = []string{"https://spa.example.com", "http://localhost:3000"}
+			return c
+		}},
 		{"Minimal", func() *storage.Client {
 			return &storage.Client{ID: "min", TokenEndpointAuthMethod: "client_secret_post"}
 		}},
@@ -120,6 +125,7 @@ func testClients(t *testing.T, su suite) {
 			Scopes:                  []string{"api"},
 			Audience:                []string{"https://a.example", "https://b.example"},
 			RedirectURIs:            nil,
+			AllowedCORSOrigins:      []string{"https://spa.example.com"},
 			TokenEndpointAuthMethod: "client_secret_post",
 			WeChatAppID:             "wxnew",
 			WeChatAppSecret:         []byte("new-ciphertext"),
@@ -219,6 +225,60 @@ func testClients(t *testing.T, su suite) {
 		checkClient(t, again, newClient("a"))
 	})
 
+	su.run(t, "CORSOriginAllowed", func(t *testing.T, ctx context.Context, s storage.Store) {
+		a := newClient("a")
+		a.AllowedCORSOrigins = []string{"https://app.example.com", "http://localhost:3000"}
+		b := newClient("b")
+		b.AllowedCORSOrigins = []string{"https://b.example"}
+		for _, c := range []*storage.Client{a, b, newClient("none")} {
+			if err := s.CreateClient(ctx, c); err != nil {
+				t.Fatalf("CreateClient(%q): %v", c.ID, err)
+			}
+		}
+		// The caller's slice is not the store's.
+		a.AllowedCORSOrigins[0] = "https://evil.example"
+		check := func(when, origin, clientID string, want bool) {
+			t.Helper()
+			got, err := s.CORSOriginAllowed(ctx, origin, clientID)
+			if err != nil || got != want {
+				t.Errorf("%s: CORSOriginAllowed(%q, %q) = %v, %v; want %v", when, origin, clientID, got, err, want)
+			}
+		}
+		for _, tc := range []struct {
+			origin, clientID string
+			want             bool
+		}{
+			{"https://app.example.com", "a", true},
+			{"http://localhost:3000", "a", true},
+			{"https://app.example.com", "", true}, // a preflight: any client
+			{"https://b.example", "", true},
+			{"https://app.example.com", "b", false}, // another client's origin
+			{"https://b.example", "a", false},
+			{"https://app.example.com", "none", false},
+			{"https://app.example.com", "nope", false},
+			{"https://evil.example", "", false},
+			// Exact matches only: no case folding, prefixes or paths.
+			{"https://APP.example.com", "", false},
+			{"https://app.example", "", false},
+			{"https://app.example.com/", "a", false},
+			{"http://localhost", "a", false},
+			{"", "", false},
+		} {
+			check("registered", tc.origin, tc.clientID, tc.want)
+		}
+
+		a.AllowedCORSOrigins = nil
+		if err := s.UpdateClient(ctx, a); err != nil {
+			t.Fatalf("UpdateClient: %v", err)
+		}
+		check("after update", "https://app.example.com", "", false)
+		check("after update", "https://app.example.com", "a", false)
+		if err := s.DeleteClient(ctx, "b"); err != nil {
+			t.Fatalf("DeleteClient: %v", err)
+		}
+		check("after delete", "https://b.example", "", false)
+	})
+
 	su.run(t, "GetClient", func(t *testing.T, ctx context.Context, s storage.Store) {
 		want := mustCreateClient(t, ctx, s, "a")
 		fc, err := s.GetClient(ctx, "a")
@@ -268,6 +328,7 @@ func checkClient(t *testing.T, got, want *storage.Client) {
 		{"Scopes", got.Scopes, want.Scopes},
 		{"Audience", got.Audience, want.Audience},
 		{"RedirectURIs", got.RedirectURIs, want.RedirectURIs},
+		{"AllowedCORSOrigins", got.AllowedCORSOrigins, want.AllowedCORSOrigins},
 	} {
 		if !sameStrings(f.got, f.want) {
 			t.Errorf("%s = %q, want %q", f.name, f.got, f.want)

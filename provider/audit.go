@@ -1,0 +1,47 @@
+package provider
+
+import (
+	"context"
+	"errors"
+
+	"github.com/ory/fosite"
+)
+
+// reuseProbe notes, for one token request, the chain whose refresh token
+// was presented again after it had been rotated or revoked.
+type reuseProbe struct{ chainID string }
+
+type reuseProbeKey struct{}
+
+// reuseWatch is the store fosite composes. fosite recognises refresh-token
+// reuse inside its refresh handler (storage answers the request with
+// fosite.ErrInactiveToken) and revokes the chain there, returning only an
+// invalid_grant; the chain's request ID never leaves it. reuseWatch notes
+// that ID in the probe Token put in the context, so Token can record the
+// event. Introspection and revocation read refresh tokens too, but their
+// contexts carry no probe: only a refresh grant counts as reuse.
+type reuseWatch struct{ Store }
+
+func (w reuseWatch) GetRefreshTokenSession(ctx context.Context, signature string, sess fosite.Session) (fosite.Requester, error) {
+	req, err := w.Store.GetRefreshTokenSession(ctx, signature, sess)
+	if errors.Is(err, fosite.ErrInactiveToken) && req != nil {
+		if p, ok := ctx.Value(reuseProbeKey{}).(*reuseProbe); ok {
+			p.chainID = req.GetID()
+		}
+	}
+	return req, err
+}
+
+// watchReuse returns ctx with a fresh probe, and a function that records
+// the reuse, if any, once fosite has answered with err: the chain was
+// revoked when fosite reports the inactive token (its handler only does
+// after the revocation succeeded).
+func (p *Provider) watchReuse(ctx context.Context) (context.Context, func(ar fosite.AccessRequester, err error)) {
+	probe := &reuseProbe{}
+	return context.WithValue(ctx, reuseProbeKey{}, probe), func(ar fosite.AccessRequester, err error) {
+		if probe.chainID == "" || ar == nil || ar.GetClient() == nil {
+			return
+		}
+		p.audit.RefreshReuse(ctx, ar.GetClient().GetID(), probe.chainID, errors.Is(err, fosite.ErrInactiveToken))
+	}
+}
