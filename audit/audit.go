@@ -3,7 +3,9 @@ package audit
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/wxidp/wxidp/storage"
 )
@@ -124,8 +126,8 @@ func (r *Recorder) Record(ctx context.Context, e Event) {
 		source = e.Source
 	}
 	rec := &storage.AuditEvent{
-		Time: r.now(), Type: string(e.Type), Actor: e.Actor, Source: source, RequestID: info.id,
-		Target: e.Target, Outcome: string(e.Outcome), Details: e.Details,
+		Time: r.now(), Type: string(e.Type), Actor: bound(e.Actor), Source: bound(source), RequestID: bound(info.id),
+		Target: bound(e.Target), Outcome: string(e.Outcome), Details: boundDetails(e.Details),
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.timeout)
 	defer cancel()
@@ -137,11 +139,54 @@ func (r *Recorder) Record(ctx context.Context, e Event) {
 	}
 }
 
+// MaxValueLen bounds, in bytes, each free-text value of an event (actor,
+// target, source, request ID, each detail). Some come from request input
+// (a lockout's target is the client_id as sent): unbounded, anyone could
+// fill the trail, break its index (PostgreSQL's btree refuses entries
+// past about 2.7 kB) and flood the log that stands in for a lost row.
+const MaxValueLen = 256
+
+// bound makes v storable and bounded: valid UTF-8 without NUL (which
+// PostgreSQL text refuses), at most MaxValueLen bytes, cut on a character
+// boundary and marked with "…" when cut.
+func bound(v string) string {
+	v = strings.ReplaceAll(strings.ToValidUTF8(v, "\uFFFD"), "\x00", "\uFFFD")
+	if len(v) <= MaxValueLen {
+		return v
+	}
+	const mark = "…"
+	cut := MaxValueLen - len(mark)
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return v[:cut] + mark
+}
+
+// boundDetails bounds every key and value of d (a copy; d is the caller's).
+func boundDetails(d map[string]string) map[string]string {
+	if d == nil {
+		return nil
+	}
+	out := make(map[string]string, len(d))
+	for k, v := range d {
+		out[bound(k)] = bound(v)
+	}
+	return out
+}
+
 // Lockout records that failed authentications of clientID from source
-// reached the limit and further attempts are refused. Its signature is the
-// limiter's OnLockout callback.
+// (the limiter's key: an IPv4 address, or an IPv6 /64) reached the limit
+// and further attempts from there are refused. Its signature is the
+// limiter's OnLockout callback. The event's source is the request's own
+// address when the context has it, and the locked-out key is in the
+// details (limited_source): for IPv6 the two differ.
 func (r *Recorder) Lockout(ctx context.Context, clientID, source string) {
-	r.Record(ctx, Event{Type: AuthLockout, Actor: "anonymous", Target: clientID, Outcome: Denied, Source: source})
+	e := Event{Type: AuthLockout, Actor: "anonymous", Target: clientID, Outcome: Denied,
+		Details: map[string]string{"limited_source": source}}
+	if info, _ := ctx.Value(requestKey{}).(requestInfo); info.source == "" {
+		e.Source = source
+	}
+	r.Record(ctx, e)
 }
 
 // RefreshReuse records that clientID presented a refresh token that was
@@ -162,4 +207,12 @@ func (r *Recorder) RefreshReuse(ctx context.Context, clientID, chainID string, r
 func (r *Recorder) WeChatRiskRefused(ctx context.Context, clientID, appID string) {
 	r.Record(ctx, Event{Type: WeChatRiskRefused, Actor: ClientActor(clientID), Target: clientID, Outcome: Denied,
 		Details: map[string]string{"wechat_appid": appID}})
+}
+
+// ScheduledRotation records a signing-key rotation the server made on its
+// schedule (keys.Options.OnScheduledRotation); rotations asked for through
+// the admin API are recorded by its handler.
+func (r *Recorder) ScheduledRotation(ctx context.Context, activeKID, retiredKID string) {
+	r.Record(ctx, Event{Type: KeyRotated, Actor: ActorSystem, Target: activeKID, Outcome: Success,
+		Details: map[string]string{"retired_kid": retiredKID}})
 }

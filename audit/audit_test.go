@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/wxidp/wxidp/audit"
 	"github.com/wxidp/wxidp/storage"
@@ -35,7 +36,7 @@ func TestRecorderFillsFromContext(t *testing.T) {
 		typ, actor, source, rid, target, outcome, details string
 	}{
 		{got[2], "refresh_token.reused", "client:mp", "198.51.100.7", "rid-1", "mp", "revoked", "chain-1"},
-		{got[1], "auth.lockout", "anonymous", "203.0.113.9", "rid-1", "svc", "denied", ""},
+		{got[1], "auth.lockout", "anonymous", "198.51.100.7", "rid-1", "svc", "denied", "203.0.113.9"},
 		{got[0], "wechat.risk_refused", "client:mp", "", "", "mp", "denied", "wxapp"},
 	} {
 		e := c.e
@@ -78,4 +79,37 @@ func mapValues(m map[string]string) []string {
 		out = append(out, v)
 	}
 	return out
+}
+
+// Values from request input are bounded before they reach the store or the
+// log: a 10 kB client_id with invalid UTF-8 and a NUL (a lockout's target
+// is the client_id as sent) is stored in PostgreSQL, cut to MaxValueLen,
+// and a failed append logs no more of it.
+func TestRecorderBoundsValues(t *testing.T) {
+	t.Parallel()
+	s, pool, _ := postgrestest.NewStore(t)
+	long := "\x00\xff" + strings.Repeat("é", 5000)
+	rec := audit.NewRecorder(s, nil)
+	rec.Record(audit.WithRequest(t.Context(), strings.Repeat("r", 3000), "192.0.2.1"), audit.Event{
+		Type: audit.AuthLockout, Actor: "anonymous", Target: long, Outcome: audit.Denied,
+		Details: map[string]string{"k": long},
+	})
+	got, err := s.ListAudit(t.Context(), storage.AuditFilter{}, nil, 10)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("events: %v %+v (a long target was not stored)", err, got)
+	}
+	e := got[0]
+	for name, v := range map[string]string{"target": e.Target, "request_id": e.RequestID, "detail": e.Details["k"]} {
+		if len(v) > audit.MaxValueLen || !strings.HasSuffix(v, "…") || !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+			t.Errorf("%s stored as %d bytes %q", name, len(v), v)
+		}
+	}
+
+	pool.Close()
+	var logs bytes.Buffer
+	rec = audit.NewRecorder(s, slog.New(slog.NewJSONHandler(&logs, nil)))
+	rec.Lockout(t.Context(), long, "192.0.2.1")
+	if logs.Len() == 0 || logs.Len() > 2*audit.MaxValueLen+500 {
+		t.Fatalf("failure log of %d bytes: %s", logs.Len(), logs.String())
+	}
 }

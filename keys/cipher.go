@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+
+	"github.com/wxidp/wxidp/storage"
 )
 
 // MinSecretLen is the shortest system secret accepted, in bytes.
@@ -24,10 +26,14 @@ var (
 	ErrUndecryptable = errors.New("keys: ciphertext cannot be decrypted with any configured secret (missing secret or corrupted data)")
 )
 
+// A sealed value starts with a header: the format version, then the
+// fingerprint of the secret that sealed it. Its length is storage's
+// SealedHeaderLen by definition, since storage lists and indexes exactly
+// that many bytes to tell which secrets are in use.
 const (
 	sealVersion = 1
-	keyIDLen    = 4
-	headerLen   = 1 + keyIDLen
+	headerLen   = storage.SealedHeaderLen
+	keyIDLen    = headerLen - 1
 )
 
 // Cipher seals and opens secrets at rest. The sealed form names the secret

@@ -3,6 +3,8 @@
 // Cipher seals every stored secret (signing keys, WeChat app secrets, session
 // keys) with AES-256-GCM under keys derived from WXIDP_SECRETS: the first
 // secret encrypts, all of them decrypt, so secrets rotate without downtime.
+// Reseal moves every stored value to the first secret; what each kind of
+// value is bound to (its associated data) comes from storage.SealedSpecs.
 //
 // Manager keeps the parsed signing keys in memory and refreshes them from the
 // store on a timer, never per request: reading and decrypting keys on the

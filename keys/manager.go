@@ -59,6 +59,10 @@ type Options struct {
 	ClockSkew time.Duration
 	Log       *slog.Logger
 	Now       func() time.Time
+	// OnScheduledRotation, when set, is called after a rotation this
+	// process made on schedule (not one asked for through Rotate), with the
+	// kid now active and the kid retired: the audit trail records it.
+	OnScheduledRotation func(ctx context.Context, activeKID, retiredKID string)
 }
 
 // Manager keeps the signing keys in memory. Readers (every token request)
@@ -168,7 +172,7 @@ func (m *Manager) NewKey(state storage.KeyState) (*storage.SigningKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := m.cipher.Seal(der, SigningKeyAAD(kid))
+	sealed, err := m.cipher.Seal(der, storage.SealedSigningKey.AAD(kid))
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +253,7 @@ func (m *Manager) load(rec storage.SigningKey) (*loaded, error) {
 		l.rec = rec
 		return l, nil
 	}
-	der, err := m.cipher.Open(rec.PrivateKey, SigningKeyAAD(rec.KID))
+	der, err := m.cipher.Open(rec.PrivateKey, storage.SealedSigningKey.AAD(rec.KID))
 	if err != nil {
 		return nil, fmt.Errorf("keys: signing key %s: %w", rec.KID, err)
 	}
@@ -283,9 +287,6 @@ func (m *Manager) Keys() []storage.SigningKey {
 	}
 	return out
 }
-
-// SigningKeyAAD binds a sealed private key to its kid.
-func SigningKeyAAD(kid string) []byte { return []byte("wxidp/signing-key/" + kid) }
 
 // thumbprint is the RFC 7638 SHA-256 thumbprint: a kid any party can
 // recompute from the public key.

@@ -76,8 +76,13 @@ func (m *Manager) tick(ctx context.Context) error {
 	}
 	if m.rotationDue() {
 		// Every process may try; the store lets one win.
-		if err := m.Rotate(ctx); err != nil && !errors.Is(err, ErrNotReady) {
+		before := m.activeKID()
+		err := m.Rotate(ctx)
+		if err != nil && !errors.Is(err, ErrNotReady) {
 			return err
+		}
+		if err == nil && m.opts.OnScheduledRotation != nil {
+			m.opts.OnScheduledRotation(ctx, m.activeKID(), before)
 		}
 	}
 	n, err := m.store.DeleteRetiredSigningKeys(ctx, m.opts.Now().Add(-m.retention()))
@@ -100,4 +105,14 @@ func (m *Manager) rotationDue() bool {
 		}
 	}
 	return false
+}
+
+// activeKID is the kid of the active key as this process last loaded it.
+func (m *Manager) activeKID() string {
+	for _, k := range m.Keys() {
+		if k.State == storage.KeyActive {
+			return k.KID
+		}
+	}
+	return ""
 }

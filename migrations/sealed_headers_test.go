@@ -2,9 +2,16 @@ package migrations_test
 
 import (
 	"errors"
+	"io/fs"
+	"regexp"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/wxidp/wxidp/migrations"
+	"github.com/wxidp/wxidp/storage"
 )
 
 // The header indexes of 00005, by name, with whether each is partial.
@@ -92,4 +99,40 @@ func TestSealedHeadersMigration(t *testing.T) {
 		t.Fatalf("up again: %v", err)
 	}
 	check("after up again")
+}
+
+// substringHeader matches a header expression in a migration, capturing its
+// column and length.
+var substringHeader = regexp.MustCompile(`(?i)substring\(\s*(\w+)\s+from\s+1\s+for\s+(\d+)\s*\)`)
+
+// The migrations write the header length out, as SQL needs; every header
+// expression in them must agree with storage.SealedHeaderLen (the length
+// keys.Cipher's header is defined as and the queries use), and every kind
+// of sealed value must have its header index built by some migration.
+func TestHeaderIndexesMatchSealedSpecs(t *testing.T) {
+	t.Parallel()
+	files, err := fs.Glob(migrations.FS(), "*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("migration files: %v %v", files, err)
+	}
+	var all strings.Builder
+	for _, f := range files {
+		b, err := fs.ReadFile(migrations.FS(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range substringHeader.FindAllStringSubmatch(string(b), -1) {
+			if m[2] != strconv.Itoa(storage.SealedHeaderLen) {
+				t.Errorf("%s: %s takes %s bytes, but storage.SealedHeaderLen is %d", f, m[0], m[2], storage.SealedHeaderLen)
+			}
+		}
+		all.Write(b)
+	}
+	for _, spec := range storage.SealedSpecs() {
+		create := regexp.MustCompile(`(?i)CREATE INDEX CONCURRENTLY ` + spec.Table + `_` + spec.Column + `_header\s+ON ` +
+			spec.Table + ` \(substring\(` + spec.Column + ` from 1 for \d+\)\)`)
+		if !create.MatchString(all.String()) {
+			t.Errorf("no migration builds the header index of %s (%s.%s)", spec.Kind, spec.Table, spec.Column)
+		}
+	}
 }

@@ -1,6 +1,34 @@
-// Package provider composes fosite into wxidp's OAuth2/OIDC engine: the
-// session and its claims, token lifetimes, client-secret hashing, and the
-// grant-specific rules fosite leaves to its user (which scopes and audiences
-// are granted). It knows nothing of HTTP routing; package web calls it and
-// writes its answers through fosite's writers.
+// Package provider composes fosite into wxidp's OAuth2/OIDC engine. It knows
+// nothing of HTTP routing; package web calls it and writes its answers
+// through fosite's writers.
+//
+// One file per flow step, as in fosite's handler packages:
+//
+//   - provider.go: Config, Deps and New, the one place fosite is composed;
+//   - token.go: the token endpoint; flow_client_credentials.go and
+//     flow_wechat_code*.go: the rules of each grant fosite leaves to its user
+//     (which scopes and audiences are granted, who the subject is);
+//   - introspect.go, revoke.go, userinfo.go: the other endpoints;
+//   - session.go, scopes.go: the session type and its claims;
+//   - outage.go, throttle.go, refresh_reuse.go: what every endpoint shares
+//     (storage outages as 503, rate limits, the refresh-reuse audit hook).
+//
+// Concerns with no need of fosite live in their own packages, which never
+// import this one: provider/clientreg (client registry, metadata and
+// redirect-URI validation, client-secret hashing), provider/apptoken (the
+// shared WeChat access-token cache), provider/grants (the grant types served)
+// and provider/wechat (the WeChat API client).
+//
+// Where the next flows go. Scan-to-login: the authorization endpoint and
+// the authorization_code grant with PKCE are fosite's own handlers, composed
+// in provider.go; wxidp's rules for them (which scopes and audiences are
+// granted, the subject taken from an approved ticket) go in authorize.go and
+// flow_authorize_code.go, and authorization_code joins provider/grants. The
+// login tickets (create, scan, approve, deny) are a state machine that needs
+// no fosite: package provider/scan, consulted here through a small interface
+// declared in authorize.go; the QR code's wxacode takes its access token from
+// provider/apptoken. The session-key vault (decrypt, verify-signature,
+// session refresh) answers bearer-token requests, not OAuth ones: package
+// provider/vault, with the bearer token and its wechat_data scope checked
+// here (next to UserInfo, which checks a bearer token the same way).
 package provider

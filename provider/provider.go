@@ -65,6 +65,9 @@ type Provider struct {
 	clients fosite.ClientManager
 	audit   *audit.Recorder
 	limits  *Limits
+	// accessTokens verifies an access token's signature and expiry alone
+	// (userinfo tells a token we signed from a forged one).
+	accessTokens accessTokenValidator
 }
 
 // ErrConfig reports an unusable provider configuration.
@@ -72,11 +75,6 @@ var ErrConfig = errors.New("provider: invalid configuration")
 
 // TokenPath is the token endpoint's path on the public listener.
 const TokenPath = "/oauth2/token"
-
-// GrantTypes lists the grants this provider serves, for discovery.
-func GrantTypes() []string {
-	return []string{GrantTypeWeChatCode, "client_credentials", "refresh_token"}
-}
 
 // New composes fosite.
 func New(cfg Config, d Deps) (*Provider, error) {
@@ -122,13 +120,7 @@ func New(cfg Config, d Deps) (*Provider, error) {
 	}
 	oidc := &openid.DefaultStrategy{Signer: d.Signer, Config: fc}
 	strategy := &compose.CommonStrategy{CoreStrategy: core, OpenIDConnectTokenStrategy: oidc, Signer: d.Signer}
-	grant := &wechatGrant{
-		cfg: fc, store: d.Store, wx: d.WeChat, cipher: d.Cipher, log: d.Log, now: d.Now, audit: d.Audit,
-		tokens: newAppTokens(d.Store, d.WeChat, d.Cipher, d.Now),
-		access: &oauth2.HandleHelper{AccessTokenStrategy: core, AccessTokenStorage: d.Store, Config: fc},
-		rt:     core,
-		idt:    &openid.IDTokenHandleHelper{IDTokenStrategy: oidc},
-	}
+	grant := newWeChatGrant(fc, core, oidc, d)
 	oauth := compose.Compose(fc, reuseWatch{d.Store}, strategy,
 		func(fosite.Configurator, interface{}, interface{}) interface{} { return grant },
 		compose.OAuth2ClientCredentialsGrantFactory,
@@ -139,63 +131,7 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 	)
-	return &Provider{oauth: oauth, cfg: cfg, users: d.Store, clients: d.Store, audit: d.Audit, limits: d.Limits}, nil
-}
-
-// Token runs the token endpoint: authenticates the client, applies the
-// grant's rules and issues tokens. Errors are fosite RFC6749 errors.
-func (p *Provider) Token(ctx context.Context, r *http.Request) (fosite.AccessRequester, fosite.AccessResponder, error) {
-	sess := NewSession()
-	ctx, reused := p.watchReuse(ctx)
-	if err := p.limits.beforeClientAuth(ctx, r); err != nil {
-		return nil, nil, err
-	}
-	ar, err := p.oauth.NewAccessRequest(ctx, r, sess)
-	reused(ar, err)
-	p.limits.afterClientAuth(ctx, r, err)
-	err = outage(err)
-	if ar == nil && errors.Is(err, fosite.ErrInvalidRequest) {
-		// fosite answers a grant no handler claims with a bare
-		// invalid_request (and no request); RFC 6749 §5.2 names it.
-		return nil, nil, fosite.ErrUnsupportedGrantType.WithHint("The grant_type is not supported by this server.")
-	}
-	if err != nil {
-		return ar, nil, err
-	}
-	if ar.GetGrantTypes().ExactOne(string(fosite.GrantTypeClientCredentials)) {
-		for _, s := range ar.GetRequestedScopes() {
-			ar.GrantScope(s)
-		}
-		grantAudience(ar)
-		sess.Subject = ar.GetClient().GetID()
-		sess.ClientID = ar.GetClient().GetID()
-	}
-	// Authenticated: now the client's budgets, before signing or WeChat.
-	if err := p.limits.authenticated(ctx, ar); err != nil {
-		return ar, nil, err
-	}
-	resp, err := p.oauth.NewAccessResponse(ctx, ar)
-	if err != nil {
-		return ar, nil, outage(err)
-	}
-	return ar, resp, nil
-}
-
-// grantAudience grants what fosite has already checked lies within the
-// client's registration: the requested audience, else the registered one,
-// else the client itself, so aud is never empty.
-func grantAudience(ar fosite.AccessRequester) {
-	client := ar.GetClient()
-	aud := ar.GetRequestedAudience()
-	if len(aud) == 0 {
-		aud = client.GetAudience()
-	}
-	if len(aud) == 0 {
-		aud = []string{client.GetID()}
-	}
-	for _, a := range aud {
-		ar.GrantAudience(a)
-	}
+	return &Provider{oauth: oauth, cfg: cfg, users: d.Store, clients: d.Store, audit: d.Audit, limits: d.Limits, accessTokens: core}, nil
 }
 
 // WriteAccessError writes a token-endpoint error in RFC 6749 §5.2 shape.

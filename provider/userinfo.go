@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	jose "github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
@@ -14,6 +15,32 @@ import (
 // ErrInvalidToken means the bearer token is missing, malformed, expired or
 // revoked (RFC 6750 invalid_token).
 var ErrInvalidToken = errors.New("invalid token")
+
+// ErrTokenInactive is the ErrInvalidToken of a token this server's keys
+// signed that is no longer accepted: expired, revoked, or issued under
+// another issuer sharing our keys. Rate limits tell it from a forged or
+// malformed token: its sender once held it legitimately (a user behind
+// the same NAT as a valid one), while junk costs the sender's budget.
+var ErrTokenInactive = fmt.Errorf("%w: expired or revoked", ErrInvalidToken)
+
+// accessTokenValidator checks an access token's signature and expiry,
+// without the stored session (fosite's oauth2.DefaultJWTStrategy).
+type accessTokenValidator interface {
+	ValidateAccessToken(ctx context.Context, r fosite.Requester, token string) error
+}
+
+// rejected is the ErrInvalidToken of a token fosite refused: ErrTokenInactive
+// when its signature is ours (fosite looks the session up before checking
+// the signature, so an unknown session alone says nothing about it).
+func (p *Provider) rejected(ctx context.Context, token string) error {
+	if p.accessTokens == nil {
+		return ErrInvalidToken
+	}
+	if err := p.accessTokens.ValidateAccessToken(ctx, nil, token); err == nil || errors.Is(err, fosite.ErrTokenExpired) {
+		return ErrTokenInactive
+	}
+	return ErrInvalidToken
+}
 
 // ErrInsufficientScope means the token is valid but lacks the openid scope
 // that OpenID Connect requires of the userinfo endpoint.
@@ -30,14 +57,14 @@ func (p *Provider) UserInfo(ctx context.Context, token string) (map[string]any, 
 		return nil, outage(err)
 	}
 	if err != nil || use != fosite.AccessToken {
-		return nil, ErrInvalidToken
+		return nil, p.rejected(ctx, token)
 	}
 	// fosite checks the signature, the expiry and the stored record, not
 	// the issuer: a token minted under another issuer that shares our keys
 	// and database (a second configuration, a staging deployment) is not
 	// ours to answer for.
 	if iss, err := tokenIssuer(token); err != nil || iss != p.cfg.Issuer {
-		return nil, ErrInvalidToken
+		return nil, ErrTokenInactive // signed by our keys (fosite checked), not ours to answer
 	}
 	sess, ok := ar.GetSession().(*Session)
 	if !ok || sess.Subject == "" {
@@ -78,19 +105,4 @@ func tokenIssuer(token string) (string, error) {
 		return "", err
 	}
 	return claims.Issuer, nil
-}
-
-// introspectedIssuer names who issued an active token: an access token says
-// so itself (another issuer sharing our keys and database may have minted
-// it, and a resource server must see that); a refresh token is opaque, so
-// it is the issuer recorded in its session, else this server, the only
-// kind of issuer that can redeem it (one holding the same secrets).
-func (p *Provider) introspectedIssuer(kind fosite.TokenType, token string, ar fosite.Requester) (string, error) {
-	if kind == fosite.AccessToken {
-		return tokenIssuer(token)
-	}
-	if sess, ok := ar.GetSession().(*Session); ok && sess.IDTokenClaims().Issuer != "" {
-		return sess.IDTokenClaims().Issuer, nil
-	}
-	return p.cfg.Issuer, nil
 }

@@ -12,9 +12,13 @@
 // loosens the cluster-wide budgets to per-process ones, it never answers
 // 500. Redis errors are counted and logged at most once per interval.
 //
-// Three operations cover what callers need: Allow takes a token for work
-// about to be done; Check only looks (is a token there?), for budgets that
-// are spent by failures found later; Spend takes a token for a failure that
-// already happened and reports whether that emptied the bucket (a lockout
-// begins).
+// Four operations cover what callers need: Allow takes a token for work
+// about to be done; Reserve takes one before work whose failures the budget
+// counts, to be refunded when the work succeeds (check and spend in one
+// atomic step, so a concurrent batch cannot pass a check made before any of
+// it failed); Check only looks (is a token there?) and Spend takes a token
+// for a failure that already happened, for budgets where reserving would
+// refuse honest concurrent work (many users behind one address). Bucket
+// keys name the limit's rate and burst, so processes configured
+// differently never share a bucket.
 package ratelimit

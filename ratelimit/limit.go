@@ -48,9 +48,11 @@ type Result struct {
 }
 
 // Limiter keeps token buckets by key. Take takes n tokens from key's
-// bucket of limit l when it holds them; n = 0 only looks.
+// bucket of limit l when it holds them; n = 0 only looks. Refund gives n
+// tokens taken earlier back (never above the burst).
 type Limiter interface {
 	Take(ctx context.Context, key string, l Limit, n int) (Result, error)
+	Refund(ctx context.Context, key string, l Limit, n int) error
 }
 
 // Decision is a Throttle's verdict on one request.

@@ -68,8 +68,7 @@ func (r *Redis) Close() error { return r.client.Close() }
 // Take implements Limiter. redis_rate counts whole tokens per period, so
 // the rate is expressed per hour (Validate keeps it at least 1/h).
 func (r *Redis) Take(ctx context.Context, key string, l Limit, n int) (Result, error) {
-	rl := redis_rate.Limit{Rate: int(math.Round(l.Rate * 3600)), Period: time.Hour, Burst: l.Burst}
-	res, err := r.limiter.AllowN(ctx, r.prefix+key, rl, n)
+	res, err := r.limiter.AllowN(ctx, r.prefix+key, redisLimit(l), n)
 	if err != nil {
 		return Result{}, err
 	}
@@ -78,4 +77,41 @@ func (r *Redis) Take(ctx context.Context, key string, l Limit, n int) (Result, e
 	tokens := float64(l.Burst) - max(res.ResetAfter, 0).Seconds()*l.Rate
 	tokens = min(max(tokens, 0), float64(l.Burst))
 	return Result{Allowed: res.Allowed >= n, Tokens: tokens}, nil
+}
+
+func redisLimit(l Limit) redis_rate.Limit {
+	return redis_rate.Limit{Rate: int(math.Round(l.Rate * 3600)), Period: time.Hour, Burst: l.Burst}
+}
+
+// redisRateKeyPrefix is the prefix redis_rate puts before every key (its
+// unexported redisPrefix); TestRedisRefund fails if that ever changes.
+const redisRateKeyPrefix = "rate:"
+
+// refundScript gives cost tokens back to a redis_rate GCRA bucket by moving
+// its theoretical arrival time (tat, seconds since 2017-01-01 by Redis's
+// clock, as redis_rate stores it) back by cost emission intervals, never
+// before now: a bucket back at now is full, so its key goes. redis_rate's
+// AllowN with a negative cost is no refund: it leaves tat untouched when
+// the result is in the past, keeping up to a token spent for good.
+var refundScript = redis.NewScript(`
+local tat = redis.call("GET", KEYS[1])
+if not tat then
+  return 0
+end
+local now = redis.call("TIME")
+now = (now[1] - 1483228800) + (now[2] / 1000000)
+local new_tat = tonumber(tat) - tonumber(ARGV[1])
+if new_tat <= now then
+  redis.call("DEL", KEYS[1])
+else
+  redis.call("SET", KEYS[1], new_tat, "EX", math.ceil(new_tat - now))
+end
+return 1
+`)
+
+// Refund implements Limiter, atomically in Redis.
+func (r *Redis) Refund(ctx context.Context, key string, l Limit, n int) error {
+	rl := redisLimit(l)
+	back := rl.Period.Seconds() / float64(rl.Rate) * float64(n)
+	return refundScript.Run(ctx, r.client, []string{redisRateKeyPrefix + r.prefix + key}, back).Err()
 }

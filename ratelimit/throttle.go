@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"strconv"
 	"sync"
 	"time"
 
@@ -105,7 +106,8 @@ func (t *Throttle) Allow(ctx context.Context, l Limit, key string) Decision {
 	if !l.Enabled() {
 		return Decision{Allowed: true}
 	}
-	return t.decide(l, t.take(ctx, l, key, 1))
+	r, _ := t.take(ctx, l, key, 1)
+	return t.decide(l, r)
 }
 
 // Check reports whether key's bucket of l holds a token, taking none: the
@@ -114,7 +116,7 @@ func (t *Throttle) Check(ctx context.Context, l Limit, key string) Decision {
 	if !l.Enabled() {
 		return Decision{Allowed: true}
 	}
-	r := t.take(ctx, l, key, 0)
+	r, _ := t.take(ctx, l, key, 0)
 	r.Allowed = r.Tokens >= 1-epsilon
 	return t.decide(l, r)
 }
@@ -126,8 +128,57 @@ func (t *Throttle) Spend(ctx context.Context, l Limit, key string) (exhausted bo
 	if !l.Enabled() {
 		return false
 	}
-	r := t.take(ctx, l, key, 1)
+	r, _ := t.take(ctx, l, key, 1)
 	return r.Allowed && r.Tokens < 1-epsilon
+}
+
+// Reservation is a token Reserve took for work that may fail: kept when
+// it failed, given back (Refund) when it succeeded. A nil *Reservation
+// (a disabled limit) refunds nothing.
+type Reservation struct {
+	t    *Throttle
+	l    Limit
+	key  string
+	from origin
+	// Last: this reservation took the bucket's last token, so if its work
+	// fails a lockout begins (once per emptying, across processes when
+	// the buckets are shared).
+	Last bool
+}
+
+// Reserve takes a token from key's bucket of l before work whose failure
+// the budget counts (a client authentication): check and spend in one
+// atomic step, so concurrent requests cannot all pass a check made before
+// any of them failed. The caller refunds the token when the work
+// succeeds. Refused, it returns no reservation.
+func (t *Throttle) Reserve(ctx context.Context, l Limit, key string) (Decision, *Reservation) {
+	if !l.Enabled() {
+		return Decision{Allowed: true}, nil
+	}
+	r, from := t.take(ctx, l, key, 1)
+	if !r.Allowed {
+		return t.decide(l, r), nil
+	}
+	return Decision{Allowed: true}, &Reservation{t: t, l: l, key: key, from: from, Last: r.Tokens < 1-epsilon}
+}
+
+// Refund gives the reserved token back, to the buckets it came from. It
+// runs even when the request's context is done: the work succeeded and
+// must not count as a failure.
+func (rv *Reservation) Refund(ctx context.Context) {
+	if rv == nil || rv.from == none {
+		return
+	}
+	t, k := rv.t, bucketKey(rv.l, rv.key)
+	if rv.from == local {
+		_ = t.local.Refund(ctx, k, rv.l, 1)
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.opts.Timeout)
+	defer cancel()
+	if err := t.opts.Shared.Refund(sctx, k, rv.l, 1); err != nil {
+		t.sharedFailed(err)
+	}
 }
 
 func (t *Throttle) decide(l Limit, r Result) Decision {
@@ -139,26 +190,35 @@ func (t *Throttle) decide(l Limit, r Result) Decision {
 	return Decision{Limit: l.Name, RetryAfter: time.Duration(math.Max(wait, 1) * float64(time.Second))}
 }
 
+// origin says which buckets a take used.
+type origin int
+
+const (
+	none   origin = iota // nothing taken (the caller went away)
+	shared               // Redis
+	local                // this process
+)
+
 // take asks Redis when it is configured and not known to be down, else
 // this process's buckets.
-func (t *Throttle) take(ctx context.Context, l Limit, key string, n int) Result {
-	k := bucketKey(l.Name, key)
+func (t *Throttle) take(ctx context.Context, l Limit, key string, n int) (Result, origin) {
+	k := bucketKey(l, key)
 	if t.opts.Shared != nil && t.sharedUp() {
 		sctx, cancel := context.WithTimeout(ctx, t.opts.Timeout)
 		r, err := t.opts.Shared.Take(sctx, k, l, n)
 		cancel()
 		if err == nil {
-			return r
+			return r, shared
 		}
 		if ctx.Err() != nil {
 			// The client went away: not Redis's fault, and nobody waits
 			// for the answer.
-			return Result{Allowed: true, Tokens: float64(l.Burst)}
+			return Result{Allowed: true, Tokens: float64(l.Burst)}, none
 		}
 		t.sharedFailed(err)
 	}
 	r, _ := t.local.Take(ctx, k, l, n)
-	return r
+	return r, local
 }
 
 func (t *Throttle) sharedUp() bool {
@@ -188,9 +248,13 @@ func (t *Throttle) sharedFailed(err error) {
 	}
 }
 
-// bucketKey names a bucket: the limit, then a digest of the key, whose
-// length and bytes the client chooses (a client_id, an address).
-func bucketKey(name, key string) string {
+// bucketKey names a bucket: the limit's name, rate and burst (processes
+// configured differently, say during a rolling change of a limit, keep
+// separate buckets rather than reading each other's state under another
+// rate), then a digest of the key, whose length and bytes the client
+// chooses (a client_id, an address).
+func bucketKey(l Limit, key string) string {
 	sum := sha256.Sum256([]byte(key))
-	return name + ":" + base64.RawURLEncoding.EncodeToString(sum[:18])
+	return l.Name + ":" + strconv.FormatFloat(l.Rate, 'g', -1, 64) + ":" + strconv.Itoa(l.Burst) + ":" +
+		base64.RawURLEncoding.EncodeToString(sum[:18])
 }

@@ -136,50 +136,9 @@ type KeyStore interface {
 	DeleteRetiredSigningKeys(ctx context.Context, before time.Time) (int, error)
 }
 
-// Sealed names one column holding a value sealed under WXIDP_SECRETS, for
-// re-encryption: Kind and ID identify it (the ID parts are what the
-// value's AAD binds it to).
-type Sealed struct {
-	Kind SealedKind
-	// ID: signing key: [kid]; app secret: [client_id, appid];
-	// session key: [appid, openid]; WeChat token: [appid].
-	ID    []string
-	Value []byte
-}
-
-// SealedKind is the kind of a sealed value.
-type SealedKind string
-
-// The kinds of sealed values.
-const (
-	SealedSigningKey  SealedKind = "signing_key"
-	SealedAppSecret   SealedKind = "wechat_app_secret"
-	SealedSessionKey  SealedKind = "wechat_session_key"
-	SealedWeChatToken SealedKind = "wechat_access_token"
-)
-
-// Resealer rewrites sealed values after WXIDP_SECRETS changes.
-type Resealer interface {
-	// ResealAll walks every sealed value (all kinds) in bounded batches and,
-	// for each, stores reseal's result if it differs from the value; a
-	// value changed concurrently since it was read is left alone (it was
-	// sealed by a current process anyway). The first error stops the walk
-	// and is returned. It returns how many values were rewritten.
-	ResealAll(ctx context.Context, reseal func(Sealed) ([]byte, error)) (int, error)
-	// SealedHeaders returns, per kind, the distinct first SealedHeaderLen
-	// bytes of the stored sealed values (format version and the fingerprint
-	// of the secret that sealed them), so start-up can refuse a
-	// WXIDP_SECRETS that lacks a secret still in use. It must stay cheap on
-	// millions of rows: an index walk, never a full scan.
-	SealedHeaders(ctx context.Context) (map[SealedKind][][]byte, error)
-}
-
-// SealedHeaderLen is how many leading bytes of a sealed value name its
-// format and secret (keys.Cipher's header).
-const SealedHeaderLen = 5
-
 // Store is everything a backend provides; the conformance suite runs against
-// it. Code that needs less declares its own smaller interface.
+// it. Code that needs less declares its own smaller interface. Resealer
+// (sealed.go) is an optional capability beside it.
 type Store interface {
 	FositeStore
 	ClientStore
@@ -188,7 +147,6 @@ type Store interface {
 	WeChatCodeStore
 	WeChatTokenStore
 	Maintenance
-	Resealer
 	AuditStore
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error

@@ -14,14 +14,14 @@ import (
 
 	"github.com/wxidp/wxidp/audit"
 	"github.com/wxidp/wxidp/keys"
-	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/provider/clientreg"
 	"github.com/wxidp/wxidp/storage"
 )
 
 // ClientRegistry is what the admin API needs for clients.
 type ClientRegistry interface {
-	Create(ctx context.Context, md provider.ClientMetadata) (*storage.Client, string, error)
-	Update(ctx context.Context, id string, md provider.ClientMetadata) (*storage.Client, error)
+	Create(ctx context.Context, md clientreg.Metadata) (*storage.Client, string, error)
+	Update(ctx context.Context, id string, md clientreg.Metadata) (*storage.Client, error)
 	Get(ctx context.Context, id string) (*storage.Client, error)
 	List(ctx context.Context) ([]storage.Client, error)
 	Delete(ctx context.Context, id string) error
@@ -149,8 +149,8 @@ func toResponse(c *storage.Client, secret string) clientResponse {
 	return r
 }
 
-func (r clientRequest) metadata() provider.ClientMetadata {
-	return provider.ClientMetadata(r)
+func (r clientRequest) metadata() clientreg.Metadata {
+	return clientreg.Metadata(r)
 }
 
 func (a *admin) createClient(c echo.Context) error {
@@ -251,9 +251,9 @@ func ts(t time.Time) string {
 
 func clientError(err error) error {
 	switch {
-	case errors.Is(err, provider.ErrInvalidRedirectURI):
+	case errors.Is(err, clientreg.ErrInvalidRedirectURI):
 		return newAPIError(http.StatusBadRequest, "invalid_redirect_uri", err.Error())
-	case errors.Is(err, provider.ErrInvalidMetadata):
+	case errors.Is(err, clientreg.ErrInvalidMetadata):
 		return newAPIError(http.StatusBadRequest, "invalid_client_metadata", err.Error())
 	case errors.Is(err, storage.ErrNotFound):
 		return newAPIError(http.StatusNotFound, "not_found", "No such client.")

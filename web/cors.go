@@ -13,15 +13,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/provider/clientreg"
 	"github.com/wxidp/wxidp/storage"
 )
-
-// CORSOrigins answers whether a browser origin is registered on a client
-// (allowed_cors_origins); clientID "" asks about any client.
-type CORSOrigins interface {
-	CORSOriginAllowed(ctx context.Context, origin, clientID string) (bool, error)
-}
 
 // corsMaxAge is how long, in seconds, a browser may reuse a preflight
 // answer: short, so an origin removed from a client stops working soon.
@@ -42,7 +36,7 @@ type corsRoute struct {
 // cors applies the CORS policy of the public listener. The admin listener
 // has none: browsers get no CORS header from it, ever.
 type cors struct {
-	origins CORSOrigins // nil: no client allows any origin
+	origins *originCache // nil: no client allows any origin
 	log     *slog.Logger
 	routes  map[string]corsRoute // by route path
 }
@@ -52,13 +46,16 @@ type cors struct {
 // their own middleware) and an OPTIONS route for each, for preflights.
 func registerCORS(e *echo.Echo, origins CORSOrigins, log *slog.Logger) {
 	get := []string{http.MethodGet, http.MethodHead}
-	cs := &cors{origins: origins, log: log, routes: map[string]corsRoute{
+	cs := &cors{log: log, routes: map[string]corsRoute{
 		"/.well-known/openid-configuration": {methods: get, anyOrigin: true},
 		"/.well-known/jwks.json":            {methods: get, anyOrigin: true},
 		"/oauth2/token":                     {methods: []string{http.MethodPost}, clientOf: requestClientID},
 		"/oauth2/revoke":                    {methods: []string{http.MethodPost}, clientOf: requestClientID},
 		"/userinfo":                         {methods: []string{http.MethodGet, http.MethodHead, http.MethodPost}, clientOf: tokenClientID},
 	}}
+	if origins != nil {
+		cs.origins = newOriginCache(origins)
+	}
 	e.Use(cs.headers)
 	for path, rt := range cs.routes {
 		e.OPTIONS(path, cs.preflight(rt))
@@ -139,10 +136,10 @@ func (cs *cors) preflight(rt corsRoute) echo.HandlerFunc {
 // logged and denies, since a CORS check is never worth a 500.
 func (cs *cors) allowed(ctx context.Context, origin, clientID string) (bool, error) {
 	// Only a well-formed origin can match; "null" and junk cost no lookup.
-	if cs.origins == nil || provider.ValidateCORSOrigin(origin) != nil {
+	if cs.origins == nil || clientreg.ValidateCORSOrigin(origin) != nil {
 		return false, nil
 	}
-	ok, err := cs.origins.CORSOriginAllowed(ctx, origin, clientID)
+	ok, err := cs.origins.allowed(ctx, origin, clientID)
 	switch {
 	case err == nil:
 		return ok, nil

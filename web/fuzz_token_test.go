@@ -15,6 +15,8 @@ import (
 
 	"github.com/wxidp/wxidp/keys"
 	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/provider/clientreg"
+	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/provider/wechat"
 	"github.com/wxidp/wxidp/provider/wechat/wechattest"
 	"github.com/wxidp/wxidp/storage/memory"
@@ -45,7 +47,7 @@ func newTokenFuzzServer(t testing.TB) *echo.Echo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hasher, err := provider.NewSecretHasher(secrets)
+	hasher, err := clientreg.NewSecretHasher(secrets)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +75,8 @@ func newTokenFuzzServer(t testing.TB) *echo.Echo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clients := provider.NewClients(store, hasher, cipher)
-	for _, md := range []provider.ClientMetadata{{
+	clients := clientreg.NewRegistry(store, hasher, cipher)
+	for _, md := range []clientreg.Metadata{{
 		ClientID: tokenFuzzConfid, GrantTypes: []string{"client_credentials"},
 		Scope: "read write", Audience: []string{"https://api.example.com"},
 	}, {
@@ -87,7 +89,7 @@ func newTokenFuzzServer(t testing.TB) *echo.Echo {
 		}
 	}
 	e, err := web.NewPublic(web.PublicConfig{
-		Issuer: "http://127.0.0.1:4444", GrantTypes: provider.GrantTypes(), Log: log,
+		Issuer: "http://127.0.0.1:4444", GrantTypes: grants.Supported(), Log: log,
 		Tokens: prov, UserInfo: prov, Lifecycle: prov, Keys: km, Store: store, Metrics: web.NewMetrics(),
 	})
 	if err != nil {
@@ -101,7 +103,7 @@ func newTokenFuzzServer(t testing.TB) *echo.Echo {
 // in RFC 6749 §5.2 shape: never a 5xx (a panic caught by the recovery
 // middleware is one), never a token.
 func FuzzTokenEndpoint(f *testing.F) {
-	grant := "grant_type=" + provider.GrantTypeWeChatCode
+	grant := "grant_type=" + grants.WeChatCode
 	for _, s := range []struct{ ctype, authz, body string }{
 		{tokenFuzzFormType, "", grant + "&client_id=" + tokenFuzzPublic + "&code=0a1b2c3d4e&scope=openid+offline_access"},
 		{tokenFuzzFormType, "", grant + "&client_id=" + tokenFuzzPublic + "&code=abc&phone_code=%00"},

@@ -7,7 +7,7 @@ import (
 	"github.com/ory/fosite"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/storage"
 )
 
@@ -41,7 +41,7 @@ func (m *Metrics) observeToken(r *http.Request, err error) {
 }
 
 func isSupportedGrant(g string) bool {
-	for _, s := range provider.GrantTypes() {
+	for _, s := range grants.Supported() {
 		if g == s {
 			return true
 		}

@@ -68,15 +68,20 @@ func (rl RateLimit) beforeBearer(c echo.Context) error {
 	return nil
 }
 
-// afterBearer charges a verified request to its subject, an invalid token
-// to its source.
+// afterBearer charges a verified request to its subject, a forged or
+// malformed token to its source. A token we signed that has expired or
+// been revoked is answered invalid_token but charged to no one: behind a
+// carrier NAT, other users' stale tokens would otherwise lock a valid user
+// out, and whoever holds one was once a legitimate user.
 func (rl RateLimit) afterBearer(c echo.Context, claims map[string]any, err error) error {
 	if rl.Throttle == nil {
 		return nil
 	}
 	ctx := c.Request().Context()
 	if errors.Is(err, provider.ErrInvalidToken) {
-		rl.Throttle.Spend(ctx, rl.InvalidToken, ratelimit.SourceOf(ctx))
+		if !errors.Is(err, provider.ErrTokenInactive) {
+			rl.Throttle.Spend(ctx, rl.InvalidToken, ratelimit.SourceOf(ctx))
+		}
 		return nil
 	}
 	if sub, ok := claims["sub"].(string); ok && err == nil {

@@ -206,7 +206,8 @@ func TestAuditEvents(t *testing.T) {
 	// A lockout, as the failed-authentication limiter reports it.
 	rec := audit.NewRecorder(postgres.New(e.pool), nil)
 	rec.Lockout(audit.WithRequest(ctx, "rid-lockout", local), "svc2", "203.0.113.5")
-	checkAuditBy(t, e.server, "rid-lockout", wantAudit{"auth.lockout", "anonymous", "203.0.113.5", "svc2", "denied", nil})
+	checkAuditBy(t, e.server, "rid-lockout", wantAudit{"auth.lockout", "anonymous", local, "svc2", "denied",
+		map[string]string{"limited_source": "203.0.113.5"}})
 
 	// Last, as it takes the stored secrets away from the running server:
 	// `secrets reencrypt`, then a start-up that re-encrypts by itself.
@@ -224,8 +225,12 @@ func TestAuditEvents(t *testing.T) {
 	if !strings.HasPrefix(auditStr(events[0]["target"]), "secret:") || len(auditStr(events[0]["target"])) != len("secret:")+8 {
 		t.Errorf("reencrypt target %v, want the secret's fingerprint", events[0]["target"])
 	}
+	// A start-up with yet another secret first has values to move (one that
+	// finds nothing to move records nothing).
+	third := strings.Repeat("T", 40)
+	secrets = append(secrets, third)
 	cfg := testConfig(e.dsn)
-	cfg.Secrets = rotated + "," + testSecret
+	cfg.Secrets = third + "," + rotated + "," + testSecret
 	next2 := startServer(t, cfg)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -238,7 +243,10 @@ func TestAuditEvents(t *testing.T) {
 	if len(events) != 2 {
 		t.Fatalf("no start-up re-encryption event: %v", events)
 	}
-	checkAudit(t, events[0], wantAudit{"secrets.reencrypted", "system", "", auditStr(events[1]["target"]), "success", map[string]string{"count": "0"}})
+	checkAudit(t, events[0], wantAudit{"secrets.reencrypted", "system", "", auditStr(events[0]["target"]), "success", map[string]string{"count": "*"}})
+	if events[0]["details"].(map[string]any)["count"] == "0" || events[0]["target"] == events[1]["target"] {
+		t.Errorf("start-up re-encryption event %v: want a count > 0 under the new first secret", events[0])
+	}
 
 	// No row holds a secret, a token or a code.
 	var rows string

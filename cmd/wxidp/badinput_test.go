@@ -25,7 +25,7 @@ func checkNoLeak(t testing.TB, what string, body string) {
 
 func TestTokenEndpointRejectsBadInput(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, testConfig(migratedDB(t)))
+	srv := startServer(t, memoryConfig())
 	secret := srv.registerClient(t, map[string]any{
 		"client_id": "svc", "scope": "read write", "audience": []string{"https://api.example.com"},
 	})
@@ -131,7 +131,7 @@ func TestTokenEndpointRejectsBadInput(t *testing.T) {
 
 func TestAdminAPIRejectsBadInput(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, testConfig(migratedDB(t)))
+	srv := startServer(t, memoryConfig())
 	srv.registerClient(t, map[string]any{"client_id": "taken"})
 
 	cases := []struct {

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/provider/wechat/wechattest"
 )
 
@@ -86,7 +86,7 @@ func BenchmarkWeChatLogin(b *testing.B) {
 		for pb.Next() {
 			// A few thousand users logging in again and again.
 			code := wx.Login("wxbench", "o-"+strconv.FormatInt(n.Add(1)%5000, 10), "")
-			form := url.Values{"grant_type": {provider.GrantTypeWeChatCode}, "client_id": {"mp"}, "code": {code},
+			form := url.Values{"grant_type": {grants.WeChatCode}, "client_id": {"mp"}, "code": {code},
 				"scope": {"openid offline_access"}}.Encode()
 			req, _ := http.NewRequest(http.MethodPost, srv.issuer+"/oauth2/token", strings.NewReader(form))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/provider/wechat/wechattest"
 )
 
@@ -119,7 +119,7 @@ func (l *faultLoad) clientCredentials(int) {
 func (l *faultLoad) login(i int) {
 	openid := fmt.Sprintf("o-load-%d", i%4)
 	s, body := l.do(epLogin, l.form(l.issuer+"/oauth2/token", "", "", url.Values{
-		"grant_type": {provider.GrantTypeWeChatCode}, "client_id": {"mp"},
+		"grant_type": {grants.WeChatCode}, "client_id": {"mp"},
 		"code": {l.wx.Login("wxapp1", openid, "")}, "scope": {"openid offline_access"},
 	}))
 	if s.status == http.StatusOK {

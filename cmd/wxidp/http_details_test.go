@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/provider/wechat/wechattest"
 )
 
@@ -123,7 +123,7 @@ func TestRepeatedParameters(t *testing.T) {
 	code := e.wx.Login("wxapp1", "o-repeat-2", "")
 	wechatCalls := e.wx.Calls(wechattest.PathCode2Session)
 	accessTokens := e.count(t, "oauth2_access_tokens")
-	wc := provider.GrantTypeWeChatCode
+	wc := grants.WeChatCode
 	cases := []struct {
 		name, path  string
 		query, form url.Values
@@ -227,7 +227,7 @@ func TestClientGoneIsLoggedAs499(t *testing.T) {
 	e.miniProgram(t, "mp", "wxapp1")
 	e.wx.SetDelay(2 * time.Second) // far longer than the steps below
 	calls := e.wx.Calls(wechattest.PathCode2Session)
-	form := url.Values{"grant_type": {provider.GrantTypeWeChatCode}, "client_id": {"mp"}, "code": {e.wx.Login("wxapp1", "o-gone", "")}}
+	form := url.Values{"grant_type": {grants.WeChatCode}, "client_id": {"mp"}, "code": {e.wx.Login("wxapp1", "o-gone", "")}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.issuer+"/oauth2/token", strings.NewReader(form.Encode()))

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/provider/grants"
 )
 
 // scrape returns the admin listener's /metrics text.
@@ -136,12 +136,12 @@ func TestMetricsApplication(t *testing.T) {
 
 	out := e.scrape(t)
 	for series, want := range map[string]float64{
-		`wxidp_tokens_issued_total{grant="` + provider.GrantTypeWeChatCode + `",outcome="issued"}`:        1,
-		`wxidp_tokens_issued_total{grant="` + provider.GrantTypeWeChatCode + `",outcome="invalid_grant"}`: 1,
-		`wxidp_tokens_issued_total{grant="client_credentials",outcome="invalid_client"}`:                  1,
-		`wxidp_tokens_issued_total{grant="other",outcome="unsupported_grant_type"}`:                       1,
-		`wxidp_wechat_request_duration_seconds_count{errcode="0",operation="code2session"}`:               1,
-		`wxidp_wechat_request_duration_seconds_count{errcode="40029",operation="code2session"}`:           1,
+		`wxidp_tokens_issued_total{grant="` + grants.WeChatCode + `",outcome="issued"}`:         1,
+		`wxidp_tokens_issued_total{grant="` + grants.WeChatCode + `",outcome="invalid_grant"}`:  1,
+		`wxidp_tokens_issued_total{grant="client_credentials",outcome="invalid_client"}`:        1,
+		`wxidp_tokens_issued_total{grant="other",outcome="unsupported_grant_type"}`:             1,
+		`wxidp_wechat_request_duration_seconds_count{errcode="0",operation="code2session"}`:     1,
+		`wxidp_wechat_request_duration_seconds_count{errcode="40029",operation="code2session"}`: 1,
 	} {
 		if got := metricValue(t, out, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)

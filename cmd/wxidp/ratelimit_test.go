@@ -28,7 +28,7 @@ import (
 // and an RFC 6749 body.
 func TestRateLimits(t *testing.T) {
 	t.Parallel()
-	e := newWeChatEnv(t, func(c *serveConfig) {
+	e := newMemoryWeChatEnv(t, func(c *serveConfig) {
 		c.RateIP, c.RateIPBurst = 1, 5
 		c.RateClient, c.RateClientBurst = 1.0/60, 2
 	})
@@ -109,7 +109,7 @@ func TestConfidentialClientNotLockedOutByOthers(t *testing.T) {
 // from one address (a carrier NAT) all succeed.
 func TestNATFirstLogins(t *testing.T) {
 	t.Parallel()
-	e := newWeChatEnv(t, func(c *serveConfig) { c.limitsConfig = defaultLimits() })
+	e := newMemoryWeChatEnv(t, func(c *serveConfig) { c.limitsConfig = defaultLimits() })
 	e.miniProgram(t, "mp", "wxapp1")
 	var wg sync.WaitGroup
 	for i := range 50 {
@@ -157,7 +157,7 @@ func TestDefaultLimitsSustainLogins(t *testing.T) {
 // shared test machine could not otherwise outrun.
 func TestInvalidTokenFloodSparesValidUser(t *testing.T) {
 	t.Parallel()
-	e := &lifecycleEnv{wechatEnv: newWeChatEnv(t, func(c *serveConfig) {
+	e := &lifecycleEnv{wechatEnv: newMemoryWeChatEnv(t, func(c *serveConfig) {
 		c.limitsConfig = defaultLimits()
 		c.RateInvalidToken, c.RateInvalidTokenBurst = 1, 20
 	})}
@@ -204,7 +204,7 @@ func TestInvalidTokenFloodSparesValidUser(t *testing.T) {
 // before WeChat is called, and other apps are unaffected.
 func TestWeChatAppIDBudget(t *testing.T) {
 	t.Parallel()
-	e := newWeChatEnv(t, func(c *serveConfig) { c.RateWeChatAppID, c.RateWeChatAppIDBurst = 1.0/3600, 3 })
+	e := newMemoryWeChatEnv(t, func(c *serveConfig) { c.RateWeChatAppID, c.RateWeChatAppIDBurst = 1.0/3600, 3 })
 	e.miniProgram(t, "mp", "wxapp1")
 	e.miniProgram(t, "mp2", "wxapp2")
 	for i, want := range []int{200, 200, 200, 429, 429} {
@@ -246,12 +246,13 @@ func TestRedisDownFailsOpen(t *testing.T) {
 	for name, addr := range map[string]string{"closed": freeAddr(t), "hung": hung.Addr().String()} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			e := newWeChatEnv(t, func(c *serveConfig) {
+			e := newMemoryWeChatEnv(t, func(c *serveConfig) {
 				c.limitsConfig = defaultLimits()
 				c.RedisURL = "redis://" + addr + "/0"
 			})
 			e.miniProgram(t, "mp", "wxapp1")
 			secret := e.registerClient(t, map[string]any{"client_id": "svc"})
+			began := time.Now()
 			for i := range 3 {
 				start := time.Now()
 				status, _, body := e.postToken(t, "svc", secret, url.Values{"grant_type": {"client_credentials"}})
@@ -270,6 +271,11 @@ func TestRedisDownFailsOpen(t *testing.T) {
 			}
 			if n := metricValue(t, e.scrape(t), "wxidp_ratelimit_redis_errors_total"); n < 1 {
 				t.Fatalf("wxidp_ratelimit_redis_errors_total = %v with Redis %s", n, name)
+			}
+			// One warning, then at most one per 10 s, however many requests.
+			most := 1 + int(time.Since(began)/ratelimit.DefaultLogEvery)
+			if n := strings.Count(e.logs.String(), "rate limits: Redis failed"); n < 1 || n > most {
+				t.Fatalf("%d Redis warnings with Redis %s, want 1 to %d:\n%s", n, name, most, e.logs.String())
 			}
 		})
 	}
@@ -360,7 +366,7 @@ func testRedis(t *testing.T) (url, prefix string) {
 // TestChunkedOversizedBody: the 64 KiB cap holds without Content-Length.
 func TestChunkedOversizedBody(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t, testConfig(migratedDB(t)))
+	srv := startServer(t, memoryConfig())
 	body := io.MultiReader(strings.NewReader("grant_type=client_credentials&pad="), strings.NewReader(strings.Repeat("a", 70<<10)))
 	req, _ := http.NewRequest(http.MethodPost, srv.issuer+"/oauth2/token", io.NopCloser(body))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

@@ -11,7 +11,6 @@ import (
 
 	"github.com/wxidp/wxidp/audit"
 	"github.com/wxidp/wxidp/keys"
-	"github.com/wxidp/wxidp/provider"
 	"github.com/wxidp/wxidp/storage"
 	"github.com/wxidp/wxidp/storage/postgres"
 )
@@ -57,12 +56,18 @@ func runReencrypt(ctx context.Context, dsn, secrets string, out io.Writer) error
 }
 
 // reencrypt re-encrypts every stored secret under the first of
-// WXIDP_SECRETS (provider.Reseal) and records it in the audit trail: the
+// WXIDP_SECRETS (keys.Reseal) and records it in the audit trail: the
 // target names the secret the values are now sealed under by its
 // fingerprint, the details how many values moved and, on failure, that it
 // stopped (the error itself names a value, and stays in the caller's log).
 func reencrypt(ctx context.Context, store storage.Resealer, cipher *keys.Cipher, rec *audit.Recorder, actor string) (int, error) {
-	n, err := provider.Reseal(ctx, store, cipher)
+	n, err := keys.Reseal(ctx, store, cipher)
+	if n == 0 && err == nil && actor == audit.ActorSystem {
+		// serve re-checks at every start while several secrets are listed:
+		// a run that changed nothing is not an event. An operator's explicit
+		// `wxidp secrets reencrypt` is recorded either way.
+		return 0, nil
+	}
 	details, outcome := map[string]string{"count": strconv.Itoa(n)}, audit.Success
 	if err != nil {
 		details["error"], outcome = "stopped", audit.Failure
@@ -75,4 +80,32 @@ func reencrypt(ctx context.Context, store storage.Resealer, cipher *keys.Cipher,
 	}
 	rec.Record(ctx, audit.Event{Type: audit.SecretsReencrypted, Actor: actor, Target: target, Outcome: outcome, Details: details})
 	return n, err
+}
+
+// checkSecretsInUse refuses to start when a stored secret (of any kind) was
+// sealed under a secret missing from WXIDP_SECRETS: serving would fail at
+// the first login that needs it. It reads only the headers, from an index.
+// A nil store is one without the capability (the memory store): it starts
+// empty in every process, so nothing in it is sealed under another secret.
+func checkSecretsInUse(ctx context.Context, store storage.Resealer, cipher *keys.Cipher) error {
+	if store == nil {
+		return nil
+	}
+	headers, err := store.SealedHeaders(ctx)
+	if err != nil {
+		return fmt.Errorf("check stored secrets (has `wxidp migrate up` run?): %w", err)
+	}
+	var missing []error
+	for kind, hs := range headers {
+		for _, h := range hs {
+			if !cipher.Recognizes(h) {
+				missing = append(missing, fmt.Errorf("stored %s values are sealed under secret %s", kind, keys.Fingerprint(h)))
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("WXIDP_SECRETS lacks a secret still in use (keep the old secret after the new one and run `wxidp secrets reencrypt` first): %w",
+			errors.Join(missing...))
+	}
+	return nil
 }

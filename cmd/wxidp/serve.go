@@ -22,8 +22,10 @@ import (
 	"github.com/wxidp/wxidp/janitor"
 	"github.com/wxidp/wxidp/keys"
 	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/provider/clientreg"
+	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/provider/wechat"
-	"github.com/wxidp/wxidp/provider/wechat/wechattest"
+	"github.com/wxidp/wxidp/provider/wechat/wechatfake"
 	"github.com/wxidp/wxidp/storage"
 	"github.com/wxidp/wxidp/storage/memory"
 	"github.com/wxidp/wxidp/storage/postgres"
@@ -63,6 +65,14 @@ type serveConfig struct {
 	publicLn, adminLn net.Listener
 	// keySkew shortens the keys' clock-skew allowance in tests.
 	keySkew time.Duration
+	// memoryStore lets tests serve from the memory store (an empty
+	// DatabaseURL) without the rest of --dev.
+	memoryStore bool
+	// now, when set, is the provider's clock (tests mint tokens that
+	// expired long ago instead of waiting for them to).
+	now func() time.Time
+	// wrapStore, when set, wraps the store (tests inject storage faults).
+	wrapStore func(storage.Store) storage.Store
 	// tracer, when set, replaces the OTEL_* exporter (tests record spans).
 	tracer trace.TracerProvider
 }
@@ -152,7 +162,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 	if err != nil {
 		return fmt.Errorf("WXIDP_SECRETS: %w", err)
 	}
-	hasher, err := provider.NewSecretHasher(secrets)
+	hasher, err := clientreg.NewSecretHasher(secrets)
 	if err != nil {
 		return fmt.Errorf("WXIDP_SECRETS: %w", err)
 	}
@@ -169,14 +179,18 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		store = postgres.New(pool, postgres.WithRefreshGrace(cfg.RefreshGrace), postgres.WithTimeout(cfg.DatabaseTimeout))
 	}
 
+	// nil for the memory store: it starts empty, so nothing in it was sealed
+	// under an older secret (secrets.go).
+	resealer, _ := store.(storage.Resealer)
 	// Both checks run, so the operator learns everything missing at once.
-	if err := errors.Join(checkSecretsInUse(ctx, store, cipher), checkClientSecretsInUse(ctx, store, hasher)); err != nil {
+	if err := errors.Join(checkSecretsInUse(ctx, resealer, cipher), checkClientSecretsInUse(ctx, store, hasher)); err != nil {
 		return err
 	}
 	rec := audit.NewRecorder(store, log)
 	km := keys.NewManager(store, cipher, keys.Options{
 		JWKSMaxAge: cfg.JWKSMaxAge, ReloadEvery: cfg.KeyReload, RotateEvery: cfg.KeyRotation,
 		TokenLifetime: max(cfg.AccessTokenTTL, cfg.IDTokenTTL), ClockSkew: cfg.keySkew, Log: log,
+		OnScheduledRotation: rec.ScheduledRotation,
 	})
 	if err := km.Init(ctx); err != nil {
 		return fmt.Errorf("load signing keys (has `wxidp migrate up` run?): %w", err)
@@ -189,11 +203,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 			return err
 		}
 	}
-	var fake *wechattest.Fake
+	var fake *wechatfake.Fake
 	if cfg.Dev && cfg.WeChatAPIBase == defaultWeChatAPIBase {
 		// Dev mode serves a fake WeChat from this process, so the whole
 		// login works with no WeChat account.
-		fake = wechattest.New()
+		fake = wechatfake.New()
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return fmt.Errorf("fake wechat listener: %w", err)
@@ -219,12 +233,12 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		IDTokenTTL:           cfg.IDTokenTTL,
 		GlobalSecret:         globalSecrets[0],
 		RotatedGlobalSecrets: globalSecrets[1:],
-	}, provider.Deps{Store: store, Signer: km.Signer(), Hasher: hasher, WeChat: wx, Cipher: cipher, Log: log, Audit: rec,
-		Limits: lim.provider})
+	}, provider.Deps{Store: cfg.providerStore(store), Signer: km.Signer(), Hasher: hasher, WeChat: wx, Cipher: cipher, Log: log, Audit: rec,
+		Limits: lim.provider, Now: cfg.now})
 	if err != nil {
 		return err
 	}
-	clients := provider.NewClients(store, hasher, cipher)
+	clients := clientreg.NewRegistry(store, hasher, cipher)
 
 	if cfg.Dev {
 		if err := printDevCredentials(ctx, out, cfg, clients, fake); err != nil {
@@ -234,7 +248,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 
 	public, err := web.NewPublic(web.PublicConfig{
 		Metrics: metrics,
-		Issuer:  cfg.Issuer, GrantTypes: provider.GrantTypes(), Log: log, Tokens: prov, UserInfo: prov, Lifecycle: prov, Keys: km, Store: store,
+		Issuer:  cfg.Issuer, GrantTypes: grants.Supported(), Log: log, Tokens: prov, UserInfo: prov, Lifecycle: prov, Keys: km, Store: store,
 		CORS:           store,
 		RateLimit:      lim.web,
 		TrustedProxies: ipNets(cfg.TrustedProxies),
@@ -257,12 +271,12 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { km.Run(gctx); return nil })
-	if len(secrets) > 1 {
+	if len(secrets) > 1 && resealer != nil {
 		// A secret rotation is under way: move every stored secret to the
 		// new one in the background; every process may do it (compare and
 		// set), and the old secrets can go once one run reports success.
 		g.Go(func() error {
-			n, err := reencrypt(gctx, store, cipher, rec, audit.ActorSystem)
+			n, err := reencrypt(gctx, resealer, cipher, rec, audit.ActorSystem)
 			if err != nil && gctx.Err() == nil {
 				log.Error("re-encrypt stored secrets", "err", err, "done", n)
 			} else if err == nil {
@@ -286,36 +300,13 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 	return shutdownResult(err, serveOpts.ShutdownTimeout, log)
 }
 
-// checkSecretsInUse refuses to start when a stored secret (of any kind) was
-// sealed under a secret missing from WXIDP_SECRETS: serving would fail at
-// the first login that needs it. It reads only the headers, from an index.
-func checkSecretsInUse(ctx context.Context, store storage.Resealer, cipher *keys.Cipher) error {
-	headers, err := store.SealedHeaders(ctx)
-	if err != nil {
-		return fmt.Errorf("check stored secrets (has `wxidp migrate up` run?): %w", err)
-	}
-	var missing []error
-	for kind, hs := range headers {
-		for _, h := range hs {
-			if !cipher.Recognizes(h) {
-				missing = append(missing, fmt.Errorf("stored %s values are sealed under secret %s", kind, keys.Fingerprint(h)))
-			}
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("WXIDP_SECRETS lacks a secret still in use (keep the old secret after the new one and run `wxidp secrets reencrypt` first): %w",
-			errors.Join(missing...))
-	}
-	return nil
-}
-
 // checkClientSecretsInUse refuses to start when a confidential client's
 // secret was hashed under a secret missing from WXIDP_SECRETS: that client
 // could never authenticate again, and a hash cannot be re-keyed without the
 // client secret. Clients are few (operator-registered), so it lists them.
 func checkClientSecretsInUse(ctx context.Context, store interface {
 	ListClients(context.Context) ([]storage.Client, error)
-}, hasher *provider.SecretHasher) error {
+}, hasher *clientreg.SecretHasher) error {
 	clients, err := store.ListClients(ctx)
 	if err != nil {
 		return fmt.Errorf("check stored client secrets (has `wxidp migrate up` run?): %w", err)
@@ -351,7 +342,7 @@ func (cfg *serveConfig) listen() (public, admin net.Listener, err error) {
 
 func (cfg *serveConfig) validate() error {
 	var missing []error
-	if cfg.DatabaseURL == "" && !cfg.Dev {
+	if cfg.DatabaseURL == "" && !cfg.Dev && !cfg.memoryStore {
 		missing = append(missing, errors.New("WXIDP_DATABASE_URL (--database-url) is required without --dev"))
 	}
 	if cfg.Secrets == "" {
@@ -395,8 +386,8 @@ func devDefaults(cfg *serveConfig) error {
 	return nil
 }
 
-func printDevCredentials(ctx context.Context, out io.Writer, cfg serveConfig, clients *provider.Clients, fake *wechattest.Fake) error {
-	demo, secret, err := clients.Create(ctx, provider.ClientMetadata{
+func printDevCredentials(ctx context.Context, out io.Writer, cfg serveConfig, clients *clientreg.Registry, fake *wechatfake.Fake) error {
+	demo, secret, err := clients.Create(ctx, clientreg.Metadata{
 		ClientID:   "demo",
 		ClientName: "Demo confidential client (dev mode)",
 		GrantTypes: []string{"client_credentials"},
@@ -425,7 +416,7 @@ Try:
 	}
 	const appID, appSecret = "wxdemo0000000001", "dev-mode-app-secret"
 	fake.AddApp(appID, appSecret)
-	if _, _, err := clients.Create(ctx, provider.ClientMetadata{
+	if _, _, err := clients.Create(ctx, clientreg.Metadata{
 		ClientID:                "demo-miniprogram",
 		ClientName:              "Demo mini-program (dev mode)",
 		TokenEndpointAuthMethod: "none",
@@ -438,7 +429,7 @@ Try:
 	_, err = fmt.Fprintf(out, `Mini-program login against the fake WeChat at %[1]s (appid %[2]s):
   code=$(curl -s -d appid=%[2]s -d openid=o_demo_user %[1]s/_fake/login | sed 's/.*"code":"\([^"]*\)".*/\1/')
   curl -s -d grant_type=%[3]s -d client_id=demo-miniprogram -d "code=$code" -d 'scope=openid offline_access' %[4]s/oauth2/token
-`, cfg.WeChatAPIBase, appID, provider.GrantTypeWeChatCode, cfg.Issuer)
+`, cfg.WeChatAPIBase, appID, grants.WeChatCode, cfg.Issuer)
 	return err
 }
 

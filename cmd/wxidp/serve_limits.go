@@ -34,6 +34,8 @@ type limitsConfig struct {
 	RateInvalidTokenBurst int
 	RateWeChatAppID       float64
 	RateWeChatAppIDBurst  int
+	RateBadCodes          float64
+	RateBadCodesBurst     int
 }
 
 // defaultLimits are the production defaults. One source address (a
@@ -50,6 +52,9 @@ func defaultLimits() limitsConfig {
 		RateSubject:  10, RateSubjectBurst: 20,
 		RateInvalidToken: 10, RateInvalidTokenBurst: 50,
 		RateWeChatAppID: 150, RateWeChatAppIDBurst: 300,
+		// A real user rarely sends a rejected code; a NAT's worth of
+		// users now and then still fits in the burst.
+		RateBadCodes: 1, RateBadCodesBurst: 10,
 	}
 }
 
@@ -68,6 +73,7 @@ func addLimitFlags(fs *pflag.FlagSet, c *limitsConfig) {
 	rate(&c.RateSubject, &c.RateSubjectBurst, "rate-limit-subject", d.RateSubject, d.RateSubjectBurst, "bearer requests (userinfo) per second per verified token subject")
 	rate(&c.RateInvalidToken, &c.RateInvalidTokenBurst, "rate-limit-invalid-token", d.RateInvalidToken, d.RateInvalidTokenBurst, "invalid bearer tokens per second per source address; past it that source's bearer requests get 429")
 	rate(&c.RateWeChatAppID, &c.RateWeChatAppIDBurst, "rate-limit-wechat-appid", d.RateWeChatAppID, d.RateWeChatAppIDBurst, "WeChat-code logins per second per WeChat appid (checked before WeChat is called); keep below the app's WeChat quota")
+	rate(&c.RateBadCodes, &c.RateBadCodesBurst, "rate-limit-bad-codes", d.RateBadCodes, d.RateBadCodesBurst, "rejected WeChat codes (unknown to WeChat, or already used) per second per source address; past it that source's logins get 429 before they spend the appid budget")
 	for flag, env := range map[string]string{
 		"redis-url": "WXIDP_REDIS_URL", "redis-prefix": "WXIDP_REDIS_PREFIX", "redis-timeout": "WXIDP_REDIS_TIMEOUT",
 		"rate-limit-ip": "WXIDP_RATE_LIMIT_IP", "rate-limit-ip-burst": "WXIDP_RATE_LIMIT_IP_BURST",
@@ -76,6 +82,7 @@ func addLimitFlags(fs *pflag.FlagSet, c *limitsConfig) {
 		"rate-limit-subject":       "WXIDP_RATE_LIMIT_SUBJECT", "rate-limit-subject-burst": "WXIDP_RATE_LIMIT_SUBJECT_BURST",
 		"rate-limit-invalid-token": "WXIDP_RATE_LIMIT_INVALID_TOKEN", "rate-limit-invalid-token-burst": "WXIDP_RATE_LIMIT_INVALID_TOKEN_BURST",
 		"rate-limit-wechat-appid": "WXIDP_RATE_LIMIT_WECHAT_APPID", "rate-limit-wechat-appid-burst": "WXIDP_RATE_LIMIT_WECHAT_APPID_BURST",
+		"rate-limit-bad-codes": "WXIDP_RATE_LIMIT_BAD_CODES", "rate-limit-bad-codes-burst": "WXIDP_RATE_LIMIT_BAD_CODES_BURST",
 	} {
 		bindEnv(fs, flag, env)
 	}
@@ -89,6 +96,7 @@ const (
 	limitSubject      = "subject"
 	limitInvalidToken = "invalid_token"
 	limitWeChatAppID  = "wechat_appid"
+	limitBadCodes     = "bad_codes"
 )
 
 // limits is the wiring of the rate limits: one Throttle for the web and
@@ -116,10 +124,11 @@ func newLimits(ctx context.Context, c limitsConfig, log *slog.Logger, reg promet
 		Client:       ratelimit.Limit{Name: limitClient, Rate: c.RateClient, Burst: c.RateClientBurst},
 		AuthFailures: ratelimit.PerMinute(limitAuthFailures, c.AuthFailures),
 		WeChatAppID:  ratelimit.Limit{Name: limitWeChatAppID, Rate: c.RateWeChatAppID, Burst: c.RateWeChatAppIDBurst},
+		BadCodes:     ratelimit.Limit{Name: limitBadCodes, Rate: c.RateBadCodes, Burst: c.RateBadCodesBurst},
 		OnLockout:    onLockout,
 	}
 	var errs []error
-	for _, lim := range []ratelimit.Limit{l.web.Source, l.web.InvalidToken, l.web.Subject, l.provider.Client, l.provider.AuthFailures, l.provider.WeChatAppID} {
+	for _, lim := range []ratelimit.Limit{l.web.Source, l.web.InvalidToken, l.web.Subject, l.provider.Client, l.provider.AuthFailures, l.provider.WeChatAppID, l.provider.BadCodes} {
 		errs = append(errs, lim.Validate())
 	}
 	if c.AuthFailures < 0 {

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/provider/wechat/wechattest"
 	"github.com/wxidp/wxidp/storage/postgres"
 )
@@ -177,7 +177,7 @@ func TestShutdownDrainsInFlightLogin(t *testing.T) {
 	// Three WeChat calls (code2session, stable_token, phone number) of 1s.
 	wx.SetDelay(time.Second)
 	login := postLogin(p.issuer, url.Values{
-		"grant_type": {provider.GrantTypeWeChatCode}, "client_id": {"mp"}, "scope": {"openid phone"},
+		"grant_type": {grants.WeChatCode}, "client_id": {"mp"}, "scope": {"openid phone"},
 		"code": {wx.Login("wxapp1", "o-drain", "")}, "phone_code": {wx.PhoneCode("wxapp1", "13800138000")},
 	})
 	waitCalls(t, wx, wechattest.PathCode2Session, 1)
@@ -235,7 +235,7 @@ func TestShutdownCutsRequestsPastTheTimeout(t *testing.T) {
 	const slow = 6 * time.Second
 	wx.SetDelay(slow)
 	login := postLogin(p.issuer, url.Values{
-		"grant_type": {provider.GrantTypeWeChatCode}, "client_id": {"mp"}, "code": {wx.Login("wxapp1", "o-cut", "")},
+		"grant_type": {grants.WeChatCode}, "client_id": {"mp"}, "code": {wx.Login("wxapp1", "o-cut", "")},
 	})
 	waitCalls(t, wx, wechattest.PathCode2Session, 1)
 	sent := p.terminate(t)

@@ -12,7 +12,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/provider/wechat/wechattest"
 )
 
@@ -46,7 +46,7 @@ func TestTracingWeChatLogin(t *testing.T) {
 	code := e.wx.Login("wxapp1", "o-traced", "")
 	phoneCode := e.wx.PhoneCode("wxapp1", "13800138000")
 	status, body := e.postLogin(t, url.Values{
-		"grant_type": {provider.GrantTypeWeChatCode}, "client_id": {"mp"}, "code": {code},
+		"grant_type": {grants.WeChatCode}, "client_id": {"mp"}, "code": {code},
 		"scope": {"openid offline_access phone"}, "phone_code": {phoneCode},
 	}, map[string]string{"Traceparent": "00-" + traceID + "-00f067aa0ba902b7-01", "X-Request-Id": rid})
 	if status != http.StatusOK {
@@ -132,7 +132,7 @@ func TestWeChatFailureLogsRequestID(t *testing.T) {
 	e.wx.FailNext(wechattest.PathCode2Session, 40013) // invalid appid: our misconfiguration, logged
 	const rid = "rid-wechat-failure"
 	status, body := e.postLogin(t, url.Values{
-		"grant_type": {provider.GrantTypeWeChatCode}, "client_id": {"mp"}, "code": {e.wx.Login("wxapp1", "o-x", "")},
+		"grant_type": {grants.WeChatCode}, "client_id": {"mp"}, "code": {e.wx.Login("wxapp1", "o-x", "")},
 	}, map[string]string{"X-Request-Id": rid})
 	if status != http.StatusInternalServerError {
 		t.Fatalf("login: %d %v", status, body)

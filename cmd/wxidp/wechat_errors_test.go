@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/provider/wechat/wechattest"
 )
 
@@ -76,7 +76,7 @@ func TestWeChatErrors(t *testing.T) {
 		})
 	}
 	t.Run("confidential client", func(t *testing.T) {
-		form := url.Values{"grant_type": {provider.GrantTypeWeChatCode}, "code": {e.wx.Login("wxapp1", "o-x", "")}}
+		form := url.Values{"grant_type": {grants.WeChatCode}, "code": {e.wx.Login("wxapp1", "o-x", "")}}
 		status, _, body := e.postToken(t, "confidential", secret, form)
 		if status != 400 || body["error"] != "unauthorized_client" {
 			t.Fatalf("got %d %v", status, body)

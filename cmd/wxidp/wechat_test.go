@@ -11,7 +11,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/wxidp/wxidp/provider"
+	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/provider/wechat/wechattest"
 	"github.com/wxidp/wxidp/storage/postgres"
 )
@@ -64,7 +64,7 @@ func (e *wechatEnv) miniProgram(t *testing.T, clientID, appID string) {
 
 func (e *wechatEnv) login(t *testing.T, clientID, code string, kv ...string) (int, http.Header, map[string]any) {
 	t.Helper()
-	form := url.Values{"grant_type": {provider.GrantTypeWeChatCode}, "client_id": {clientID}, "code": {code}}
+	form := url.Values{"grant_type": {grants.WeChatCode}, "client_id": {clientID}, "code": {code}}
 	for i := 0; i < len(kv); i += 2 {
 		form.Set(kv[i], kv[i+1])
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wxidp/wxidp/provider/wechat/wechatfake"
 	"github.com/wxidp/wxidp/provider/wechat/wechattest"
 )
 
@@ -185,7 +186,7 @@ func TestNewRejectsBadBaseURL(t *testing.T) {
 // the non-replayable empty GET body (see once) is an empty DATA frame closing
 // the stream: the server reads a GET of unknown length whose body is empty.
 func TestCode2SessionOverHTTP2(t *testing.T) {
-	fake := wechattest.New()
+	fake := wechatfake.New()
 	fake.AddApp(testApp, testSecret)
 	var proto int
 	var body []byte

@@ -22,6 +22,6 @@
 // (network, timeouts, HTTP 5xx, errcode -1, malformed answers);
 // errors.Is(err, context.DeadlineExceeded) and context.Canceled keep working.
 //
-// Package wechattest holds a fake WeChat server faithful to these rules, for
-// tests and for `wxidp serve --dev`.
+// Package wechatfake holds a fake WeChat server faithful to these rules, for
+// `wxidp serve --dev`; package wechattest serves it to tests.
 package wechat

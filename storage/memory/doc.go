@@ -2,6 +2,13 @@
 // `wxidp serve --dev` and for tests of code above storage. Nothing survives a
 // restart.
 //
+// It does not implement storage.Resealer: starting empty in every process,
+// it never holds a value sealed under a secret that has since been dropped,
+// so there is nothing to re-encrypt or to check at start-up. Its leases are
+// kept: `serve --dev` runs the janitor and the WeChat token refresh, and the
+// token lease is what stops concurrent requests of one process from each
+// forcing a refresh that invalidates the token the other just got.
+//
 // One mutex guards every map, so each method is atomic. Transactions give
 // atomicity but no isolation: a write made inside a transaction is visible to
 // everyone at once, and Rollback undoes it by replaying an undo log, restoring

@@ -10,7 +10,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	storagetest.Run(t, func(*testing.T) storage.Store { return memory.New() })
+	storagetest.Run(t, func(*testing.T) *memory.Store { return memory.New() })
 }
 
 func TestConformanceGrace(t *testing.T) {

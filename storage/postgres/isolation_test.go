@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/wxidp/wxidp/storage"
 	"github.com/wxidp/wxidp/storage/postgres"
 	"github.com/wxidp/wxidp/storage/postgres/postgrestest"
 	"github.com/wxidp/wxidp/storage/storagetest"
@@ -20,9 +19,7 @@ import (
 // is REPEATABLE READ, as some operators configure: the store states its
 // isolation level in every transaction instead of inheriting the default.
 func TestConformanceRepeatableReadDefault(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) storage.Store {
-		return repeatableReadStore(t)
-	}, "Users", "UserRaces", "Concurrency", "RefreshToken", "Revocation", "Transactions", "KeyRotation", "WeChatCodes", "WeChatTokens", "Leases")
+	storagetest.Run(t, repeatableReadStore, "Users", "UserRaces", "Concurrency", "RefreshToken", "Revocation", "Transactions", "KeyRotation", "WeChatCodes", "WeChatTokens", "Leases")
 }
 
 // repeatableReadStore returns a store on a fresh database whose

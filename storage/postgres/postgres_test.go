@@ -13,7 +13,7 @@ import (
 // TestConformance runs the shared storage suite, each subtest on a database
 // of its own.
 func TestConformance(t *testing.T) {
-	storagetest.Run(t, func(t *testing.T) storage.Store {
+	storagetest.Run(t, func(t *testing.T) *postgres.Store {
 		s, _, _ := postgrestest.NewStore(t)
 		return s
 	})

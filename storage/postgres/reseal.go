@@ -19,7 +19,10 @@ import (
 // batch's row locks are held only briefly.
 const resealBatch = 500
 
-// sealedColumn is one column holding values sealed under WXIDP_SECRETS.
+var _ storage.Resealer = (*Store)(nil)
+
+// sealedColumn is one column holding values sealed under WXIDP_SECRETS,
+// with the statements derived from its storage.SealedSpec.
 type sealedColumn struct {
 	kind  storage.SealedKind
 	table string
@@ -32,7 +35,8 @@ type sealedColumn struct {
 	first, after, update, headers string
 }
 
-func newSealedColumn(kind storage.SealedKind, table, column string, nKey int, idCols ...string) sealedColumn {
+func newSealedColumn(spec storage.SealedSpec) sealedColumn {
+	table, column, idCols, nKey := spec.Table, spec.Column, spec.IDColumns, spec.KeyColumns
 	key := strings.Join(idCols[:nKey], ", ")
 	sel := `SELECT ` + strings.Join(idCols, ", ") + `, ` + column + ` FROM ` + table +
 		` WHERE ` + column + ` IS NOT NULL`
@@ -47,7 +51,7 @@ func newSealedColumn(kind storage.SealedKind, table, column string, nKey int, id
 		match[i] = c + ` = $` + strconv.Itoa(i+3)
 	}
 	return sealedColumn{
-		kind: kind, table: table, idCols: idCols, nKey: nKey,
+		kind: spec.Kind, table: table, idCols: idCols, nKey: nKey,
 		first: sel + order,
 		after: sel + ` AND (` + key + `) > (` + placeholders(1, nKey) + `)` + order,
 		update: `UPDATE ` + table + ` SET ` + column + ` = $1 WHERE ` + column + ` = $2 AND ` +
@@ -88,14 +92,18 @@ func placeholders(from, n int) string {
 	return strings.Join(p, ", ")
 }
 
-// sealedColumns are walked in this order. NULL values (no app secret
-// registered, no session key, a token row holding only a lease) are not
-// values and are skipped.
-var sealedColumns = []sealedColumn{
-	newSealedColumn(storage.SealedSigningKey, "signing_keys", "private_key", 1, "kid"),
-	newSealedColumn(storage.SealedAppSecret, "clients", "wechat_app_secret", 1, "id", "wechat_appid"),
-	newSealedColumn(storage.SealedSessionKey, "wechat_identities", "session_key", 2, "app_id", "open_id"),
-	newSealedColumn(storage.SealedWeChatToken, "wechat_tokens", "token", 1, "app_id"),
+// sealedColumns has a column per kind of sealed value, walked in the order
+// of storage.SealedSpecs. NULL values (no app secret registered, no session
+// key, a token row holding only a lease) are not values and are skipped.
+var sealedColumns = newSealedColumns()
+
+func newSealedColumns() []sealedColumn {
+	specs := storage.SealedSpecs()
+	cols := make([]sealedColumn, len(specs))
+	for i, spec := range specs {
+		cols[i] = newSealedColumn(spec)
+	}
+	return cols
 }
 
 // sealedRow is one value as read, with its ID.

@@ -1,10 +1,12 @@
 // Package storagetest is the conformance suite every storage backend runs.
 //
 // A backend's test calls Run with a constructor that hands each subtest a
-// fresh, empty store:
+// fresh, empty store, typed as the backend's own store so that Run sees its
+// optional capabilities (the Reseal and SealedHeaders groups run only for a
+// storage.Resealer):
 //
 //	func TestConformance(t *testing.T) {
-//		storagetest.Run(t, func(t *testing.T) storage.Store { return memory.New() })
+//		storagetest.Run(t, func(t *testing.T) *memory.Store { return memory.New() })
 //	}
 //
 // RunGrace runs the cases that need store options Run cannot pass: the

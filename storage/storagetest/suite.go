@@ -18,36 +18,54 @@ import (
 // or only the groups named in only (Users, UserRaces, Concurrency, ...).
 // newStore is called once per subtest, after t.Parallel, and must return an
 // empty store that no other subtest sees; it may register cleanups on t.
-func Run(t *testing.T, newStore func(t *testing.T) storage.Store, only ...string) {
+//
+// S must be the backend's concrete type, not an interface: the groups of an
+// optional capability (storage.Resealer: Reseal, SealedHeaders, and
+// ResealAll among the Transactions) run exactly when S implements it.
+func Run[S storage.Store](t *testing.T, newStore func(t *testing.T) S, only ...string) {
 	t.Helper()
-	su := suite{newStore: newStore}
+	var zero S
+	if any(zero) == nil {
+		t.Fatal("storagetest.Run: newStore must return the store's concrete type, so the suite sees its optional capabilities")
+	}
+	_, resealer := any(zero).(storage.Resealer)
+	su := suite{newStore: func(t *testing.T) storage.Store { return newStore(t) }, resealer: resealer}
 	groups := []struct {
 		name string
 		run  func(t *testing.T, su suite)
+		// resealer marks the groups of the storage.Resealer capability.
+		resealer bool
 	}{
-		{"Clients", testClients},
-		{"SigningKeys", testSigningKeys},
-		{"KeyRotation", testKeyRotation},
-		{"Reseal", testReseal},
-		{"SealedHeaders", testSealedHeaders},
-		{"Sessions", testSessions},
-		{"AuthorizeCode", testAuthorizeCode},
-		{"RefreshToken", testRefreshToken},
-		{"Revocation", testRevocation},
-		{"Transactions", testTransactions},
-		{"ClientAssertionJTI", testJTIs},
-		{"Concurrency", testConcurrency},
-		{"Users", testUsers},
-		{"UserRaces", testUserRaces},
-		{"WeChatCodes", testWeChatCodes},
-		{"WeChatTokens", testWeChatTokens},
-		{"Purge", testPurge},
-		{"Leases", testLeases},
-		{"Audit", testAudit},
-		{"Ping", testPing},
+		{"Clients", testClients, false},
+		{"SigningKeys", testSigningKeys, false},
+		{"KeyRotation", testKeyRotation, false},
+		{"Reseal", testReseal, true},
+		{"SealedHeaders", testSealedHeaders, true},
+		{"Sessions", testSessions, false},
+		{"AuthorizeCode", testAuthorizeCode, false},
+		{"RefreshToken", testRefreshToken, false},
+		{"Revocation", testRevocation, false},
+		{"Transactions", testTransactions, false},
+		{"ClientAssertionJTI", testJTIs, false},
+		{"Concurrency", testConcurrency, false},
+		{"Users", testUsers, false},
+		{"UserRaces", testUserRaces, false},
+		{"WeChatCodes", testWeChatCodes, false},
+		{"WeChatTokens", testWeChatTokens, false},
+		{"Purge", testPurge, false},
+		{"Leases", testLeases, false},
+		{"Audit", testAudit, false},
+		{"Ping", testPing, false},
 	}
 	for _, g := range groups {
-		if len(only) > 0 && !slices.Contains(only, g.name) {
+		named := slices.Contains(only, g.name)
+		if len(only) > 0 && !named {
+			continue
+		}
+		if g.resealer && !resealer {
+			if named {
+				t.Errorf("group %s asked for, but %T does not implement storage.Resealer", g.name, zero)
+			}
 			continue
 		}
 		t.Run(g.name, func(t *testing.T) { g.run(t, su) })
@@ -56,6 +74,23 @@ func Run(t *testing.T, newStore func(t *testing.T) storage.Store, only ...string
 
 type suite struct {
 	newStore func(t *testing.T) storage.Store
+	// resealer reports whether the stores implement storage.Resealer.
+	resealer bool
+}
+
+// resealStore is a store with the storage.Resealer capability.
+type resealStore interface {
+	storage.Store
+	storage.Resealer
+}
+
+// runReseal is run for the groups of the storage.Resealer capability, which
+// Run starts only for stores that have it.
+func (su suite) runReseal(t *testing.T, name string, fn func(t *testing.T, ctx context.Context, s resealStore)) {
+	t.Helper()
+	su.run(t, name, func(t *testing.T, ctx context.Context, s storage.Store) {
+		fn(t, ctx, s.(resealStore))
+	})
 }
 
 // run starts a parallel subtest with its own store, so no case can depend on

@@ -11,9 +11,25 @@ import (
 	"github.com/wxidp/wxidp/storage"
 )
 
-// sealedKinds lists every kind of sealed value.
-var sealedKinds = []storage.SealedKind{
-	storage.SealedSigningKey, storage.SealedAppSecret, storage.SealedSessionKey, storage.SealedWeChatToken,
+// sealedKinds lists every kind of sealed value: storage.SealedSpecs is the
+// one list of them.
+func sealedKinds() []storage.SealedKind {
+	var kinds []storage.SealedKind
+	for _, spec := range storage.SealedSpecs() {
+		kinds = append(kinds, spec.Kind)
+	}
+	return kinds
+}
+
+// checkEveryKind fails unless kinds holds every kind of sealed value: the
+// cases that say they cover every kind must grow with storage.SealedSpecs.
+func checkEveryKind[V any](t *testing.T, what string, kinds map[storage.SealedKind]V) {
+	t.Helper()
+	for _, kind := range sealedKinds() {
+		if _, ok := kinds[kind]; !ok {
+			t.Errorf("%s: no %s value; add one to the case", what, kind)
+		}
+	}
 }
 
 // Headers of the SealedHeaders cases: a format version and a 4-byte
@@ -53,14 +69,14 @@ func headerSet(m map[storage.SealedKind][][]byte) map[storage.SealedKind][]strin
 
 // checkHeaders fails unless SealedHeaders reports exactly want, each
 // kind's headers once.
-func checkHeaders(t *testing.T, ctx context.Context, s storage.Store, want map[storage.SealedKind][][]byte) {
+func checkHeaders(t *testing.T, ctx context.Context, s storage.Resealer, want map[storage.SealedKind][][]byte) {
 	t.Helper()
 	got, err := s.SealedHeaders(ctx)
 	if err != nil {
 		t.Fatalf("SealedHeaders: %v", err)
 	}
 	for kind, hs := range got {
-		if !slices.Contains(sealedKinds, kind) {
+		if !slices.Contains(sealedKinds(), kind) {
 			t.Errorf("SealedHeaders reports unknown kind %q", kind)
 		}
 		for i, h := range hs {
@@ -75,7 +91,7 @@ func checkHeaders(t *testing.T, ctx context.Context, s storage.Store, want map[s
 		}
 	}
 	g, w := headerSet(got), headerSet(want)
-	for _, kind := range sealedKinds {
+	for _, kind := range sealedKinds() {
 		if !slices.Equal(g[kind], w[kind]) {
 			t.Errorf("SealedHeaders[%s] = %x, want %x", kind, g[kind], w[kind])
 		}
@@ -83,13 +99,13 @@ func checkHeaders(t *testing.T, ctx context.Context, s storage.Store, want map[s
 }
 
 func testSealedHeaders(t *testing.T, su suite) {
-	su.run(t, "EmptyStore", func(t *testing.T, ctx context.Context, s storage.Store) {
+	su.runReseal(t, "EmptyStore", func(t *testing.T, ctx context.Context, s resealStore) {
 		checkHeaders(t, ctx, s, nil)
 	})
 
 	// Rows holding no value (a client without an app secret, an identity
 	// without a session key, a token row holding only a lease) add nothing.
-	su.run(t, "RowsWithoutValues", func(t *testing.T, ctx context.Context, s storage.Store) {
+	su.runReseal(t, "RowsWithoutValues", func(t *testing.T, ctx context.Context, s resealStore) {
 		c := newClient("c1")
 		c.WeChatAppSecret = nil
 		if err := s.CreateClient(ctx, c); err != nil {
@@ -102,7 +118,7 @@ func testSealedHeaders(t *testing.T, su suite) {
 		checkHeaders(t, ctx, s, nil)
 	})
 
-	su.run(t, "EveryKind", func(t *testing.T, ctx context.Context, s storage.Store) {
+	su.runReseal(t, "EveryKind", func(t *testing.T, ctx context.Context, s resealStore) {
 		for _, k := range []struct {
 			kid    string
 			state  storage.KeyState
@@ -131,16 +147,18 @@ func testSealedHeaders(t *testing.T, su suite) {
 		if err := s.SaveWeChatToken(ctx, &storage.WeChatToken{AppID: appB, Token: sealedUnder(hdrV2, "token")}); err != nil {
 			t.Fatalf("SaveWeChatToken: %v", err)
 		}
-		checkHeaders(t, ctx, s, map[storage.SealedKind][][]byte{
+		want := map[storage.SealedKind][][]byte{
 			storage.SealedSigningKey:  {hdrOld, hdrNew, hdrV2},
 			storage.SealedAppSecret:   {hdrNew, hdrOther},
 			storage.SealedSessionKey:  {hdrOld, hdrOther},
 			storage.SealedWeChatToken: {hdrV2},
-		})
+		}
+		checkEveryKind(t, "EveryKind", want)
+		checkHeaders(t, ctx, s, want)
 	})
 
 	// Many values under few secrets: each header once.
-	su.run(t, "DuplicatesCollapsed", func(t *testing.T, ctx context.Context, s storage.Store) {
+	su.runReseal(t, "DuplicatesCollapsed", func(t *testing.T, ctx context.Context, s resealStore) {
 		headers := [][]byte{hdrOld, hdrNew, hdrOld, hdrOther}
 		errs := parallel(4, func(w int) error {
 			for i := w; i < 60; i += 4 {
@@ -172,7 +190,7 @@ func testSealedHeaders(t *testing.T, su suite) {
 	// A value shorter than a header is corrupt; it is reported whole, for
 	// the caller to refuse, and is not merged with a longer value it
 	// starts. A value of exactly a header's length is its own header.
-	su.run(t, "ShortValue", func(t *testing.T, ctx context.Context, s storage.Store) {
+	su.runReseal(t, "ShortValue", func(t *testing.T, ctx context.Context, s resealStore) {
 		for openID, key := range map[string][]byte{
 			"o-short": hdrOld[:3],
 			"o-full":  sealedUnder(hdrOld, "o-full"),
@@ -197,7 +215,7 @@ func testSealedHeaders(t *testing.T, su suite) {
 	// What start-up checks after `wxidp secrets reencrypt`: once every value
 	// is resealed, or rewritten by a login, or deleted, the old secret's
 	// header is gone.
-	su.run(t, "FollowsRewrites", func(t *testing.T, ctx context.Context, s storage.Store) {
+	su.runReseal(t, "FollowsRewrites", func(t *testing.T, ctx context.Context, s resealStore) {
 		for _, id := range []string{"c1", "c2"} {
 			c := newClient(id)
 			c.WeChatAppSecret = sealedUnder(hdrOld, id)
@@ -244,7 +262,7 @@ func testSealedHeaders(t *testing.T, su suite) {
 
 	// Inside a transaction SealedHeaders sees the transaction's writes, and
 	// after Rollback no longer does.
-	su.run(t, "InTransaction", func(t *testing.T, ctx context.Context, s storage.Store) {
+	su.runReseal(t, "InTransaction", func(t *testing.T, ctx context.Context, s resealStore) {
 		mustLink(t, ctx, s, login{appA, "o-1", "", "user-1"})
 		committed := []byte("seale") // mustLink's session key is "sealed-key-user-1"
 		txCtx := mustBegin(t, ctx, s)

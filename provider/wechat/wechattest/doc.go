@@ -1,9 +1,10 @@
-// Package wechattest is a fake WeChat API, faithful to the real one in the
-// ways wxidp depends on, for tests and for `wxidp serve --dev`.
+// Package wechattest starts the fake WeChat API of package wechatfake for
+// tests. It imports testing and net/http/httptest, so only _test.go files
+// may import it; `wxidp serve --dev` uses wechatfake directly (.ci/run
+// checks that no binary links a test package).
 //
-// Fake is an http.Handler holding all state; serve it anywhere and point
-// wechat.New (WXIDP_WECHAT_API_BASE) at it. NewServer wraps a Fake in an
-// httptest.Server closed when the test ends:
+// NewServer serves a wechatfake.Fake on an httptest.Server closed when the
+// test ends:
 //
 //	srv := wechattest.NewServer(t)
 //	srv.AddApp("wx123", "secret")
@@ -11,20 +12,5 @@
 //	c, _ := wechat.New(srv.URL)
 //	s, err := c.Code2Session(ctx, "wx123", "secret", code)
 //
-// Like the real API it answers every refusal with HTTP 200 and
-// {"errcode":N,"errmsg":"..., rid: ..."}; login and phone codes are single
-// use and live 5 minutes; stable_token returns the same token until it
-// expires unless force_refresh is set, which also invalidates the old one.
-//
-// Tests program it with FailNext (queue errcodes such as -1, 40226, 45011),
-// SetDelay (a slow WeChat: a request whose client gave up is still processed
-// and its code consumed, as on the real one), SetNow (the clock), ExpireToken
-// and Calls. All methods are safe for concurrent use.
-//
-// For curl users in dev mode two extra endpoints stand in for the phone:
-//
-//	POST /_fake/login      appid, openid[, unionid]  -> {"code":"..."}
-//	POST /_fake/phonecode  appid, phone              -> {"code":"..."}
-//
-// (form or JSON bodies). They are not part of WeChat's API.
+// See wechatfake for what the fake does and how tests program it.
 package wechattest

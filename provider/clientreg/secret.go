@@ -1,4 +1,4 @@
-package provider
+package clientreg
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 	"github.com/wxidp/wxidp/keys"
 )
 
-// MinClientSecretLen is the shortest operator-supplied client secret accepted.
-const MinClientSecretLen = 32
+// MinSecretLen is the shortest operator-supplied client secret accepted.
+const MinSecretLen = 32
 
 // ErrWeakSecret rejects an operator-supplied client secret that is too short.
 var ErrWeakSecret = errors.New("client_secret must be at least 32 characters")
@@ -107,8 +107,8 @@ func mac(key, data []byte) []byte {
 	return m.Sum(nil)
 }
 
-// GenerateClientSecret returns a new secret with 256 bits of entropy.
-func GenerateClientSecret() (string, error) {
+// GenerateSecret returns a new secret with 256 bits of entropy.
+func GenerateSecret() (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
@@ -116,10 +116,10 @@ func GenerateClientSecret() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// CheckClientSecret rejects operator-supplied secrets that are too short to
+// CheckSecret rejects operator-supplied secrets that are too short to
 // be safe behind a fast hash.
-func CheckClientSecret(s string) error {
-	if len(s) < MinClientSecretLen {
+func CheckSecret(s string) error {
+	if len(s) < MinSecretLen {
 		return ErrWeakSecret
 	}
 	return nil

@@ -1,4 +1,4 @@
-package provider
+package clientreg
 
 import (
 	"context"
@@ -8,8 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/google/uuid"
-
+	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/storage"
 )
 
@@ -17,22 +16,8 @@ import (
 // names the offending field (RFC 7591 invalid_client_metadata).
 var ErrInvalidMetadata = errors.New("invalid client metadata")
 
-// ClientStore is what client registration needs from storage.
-type ClientStore interface {
-	CreateClient(ctx context.Context, c *storage.Client) error
-	LookupClient(ctx context.Context, id string) (*storage.Client, error)
-	ListClients(ctx context.Context) ([]storage.Client, error)
-	UpdateClient(ctx context.Context, c *storage.Client) error
-	DeleteClient(ctx context.Context, id string) error
-}
-
-// Sealer encrypts secrets at rest (keys.Cipher).
-type Sealer interface {
-	Seal(plaintext, aad []byte) ([]byte, error)
-}
-
-// ClientMetadata is a registration request (RFC 7591 names).
-type ClientMetadata struct {
+// Metadata is a registration request (RFC 7591 names).
+type Metadata struct {
 	ClientID                string
 	ClientSecret            string // optional; generated when empty
 	ClientName              string
@@ -46,88 +31,15 @@ type ClientMetadata struct {
 	AllowedCORSOrigins      []string
 }
 
-// Clients registers and manages clients: the rules behind the admin API.
-type Clients struct {
-	store  ClientStore
-	hasher *SecretHasher
-	sealer Sealer
-}
-
-// NewClients returns the client registry.
-func NewClients(store ClientStore, hasher *SecretHasher, sealer Sealer) *Clients {
-	return &Clients{store: store, hasher: hasher, sealer: sealer}
-}
-
 var (
 	wechatAppIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 	clientIDPattern    = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,128}$`)
 	scopePattern       = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]{1,128}$`) // RFC 6749 scope-token
-	supportedGrants    = []string{GrantTypeWeChatCode, "client_credentials", "refresh_token"}
 	authMethods        = []string{"client_secret_basic", "client_secret_post", "none"}
 )
 
-// Create registers a client and returns it with its secret in clear, the
-// only time the secret is ever shown.
-func (cs *Clients) Create(ctx context.Context, md ClientMetadata) (*storage.Client, string, error) {
-	if md.ClientID == "" {
-		md.ClientID = uuid.NewString()
-	}
-	secret := md.ClientSecret
-	if secret == "" && md.TokenEndpointAuthMethod != "none" {
-		var err error
-		if secret, err = GenerateClientSecret(); err != nil {
-			return nil, "", err
-		}
-		md.ClientSecret = secret
-	}
-	c, err := cs.build(ctx, md, nil)
-	if err != nil {
-		return nil, "", err
-	}
-	if err := cs.store.CreateClient(ctx, c); err != nil {
-		return nil, "", err
-	}
-	return c, secret, nil
-}
-
-// Update replaces a client's metadata. The secret and the WeChat app secret
-// are kept unless new ones are given.
-func (cs *Clients) Update(ctx context.Context, id string, md ClientMetadata) (*storage.Client, error) {
-	if md.ClientID != "" && md.ClientID != id {
-		return nil, fmt.Errorf("%w: client_id cannot be changed", ErrInvalidMetadata)
-	}
-	md.ClientID = id
-	old, err := cs.store.LookupClient(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	c, err := cs.build(ctx, md, old)
-	if err != nil {
-		return nil, err
-	}
-	if err := cs.store.UpdateClient(ctx, c); err != nil {
-		return nil, err
-	}
-	return cs.store.LookupClient(ctx, id)
-}
-
-// Get, List and Delete pass through to the store.
-func (cs *Clients) Get(ctx context.Context, id string) (*storage.Client, error) {
-	return cs.store.LookupClient(ctx, id)
-}
-
-// List returns every client.
-func (cs *Clients) List(ctx context.Context) ([]storage.Client, error) {
-	return cs.store.ListClients(ctx)
-}
-
-// Delete removes a client and, through the store, its tokens.
-func (cs *Clients) Delete(ctx context.Context, id string) error {
-	return cs.store.DeleteClient(ctx, id)
-}
-
 // build validates md into a record; old is the record being replaced.
-func (cs *Clients) build(ctx context.Context, md ClientMetadata, old *storage.Client) (*storage.Client, error) {
+func (cs *Registry) build(ctx context.Context, md Metadata, old *storage.Client) (*storage.Client, error) {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidMetadata}, a...)...)
 	}
@@ -145,19 +57,19 @@ func (cs *Clients) build(ctx context.Context, md ClientMetadata, old *storage.Cl
 	}
 	public := md.TokenEndpointAuthMethod == "none"
 	if len(md.GrantTypes) == 0 {
-		md.GrantTypes = []string{"client_credentials"}
+		md.GrantTypes = []string{grants.ClientCredentials}
 		if public {
-			md.GrantTypes = []string{GrantTypeWeChatCode, "refresh_token"}
+			md.GrantTypes = []string{grants.WeChatCode, grants.RefreshToken}
 		}
 	}
 	for _, g := range md.GrantTypes {
-		if !slices.Contains(supportedGrants, g) {
-			return nil, bad("grant_types: %q is not supported (supported: %s)", g, strings.Join(supportedGrants, ", "))
+		if supported := grants.Supported(); !slices.Contains(supported, g) {
+			return nil, bad("grant_types: %q is not supported (supported: %s)", g, strings.Join(supported, ", "))
 		}
-		if public && g == "client_credentials" {
+		if public && g == grants.ClientCredentials {
 			return nil, bad("grant_types: a public client (token_endpoint_auth_method none) cannot use client_credentials")
 		}
-		if !public && g == GrantTypeWeChatCode {
+		if !public && g == grants.WeChatCode {
 			return nil, bad("grant_types: the WeChat-code grant is for public mini-program clients (token_endpoint_auth_method none)")
 		}
 	}
@@ -203,8 +115,8 @@ func (cs *Clients) build(ctx context.Context, md ClientMetadata, old *storage.Cl
 		return nil, err
 	}
 	if md.ClientSecret != "" {
-		if err := CheckClientSecret(md.ClientSecret); err != nil {
-			return nil, bad("client_secret must be at least %d characters", MinClientSecretLen)
+		if err := CheckSecret(md.ClientSecret); err != nil {
+			return nil, bad("client_secret must be at least %d characters", MinSecretLen)
 		}
 	}
 	if md.WeChatAppSecret != "" && md.WeChatAppID == "" {
@@ -242,7 +154,7 @@ func (cs *Clients) build(ctx context.Context, md ClientMetadata, old *storage.Cl
 		return nil, bad("client_secret is required to make a client confidential")
 	}
 	if md.WeChatAppSecret != "" {
-		sealed, err := cs.sealer.Seal([]byte(md.WeChatAppSecret), AppSecretAAD(md.WeChatAppID))
+		sealed, err := cs.sealer.Seal([]byte(md.WeChatAppSecret), storage.SealedAppSecret.AAD(md.WeChatAppID))
 		if err != nil {
 			return nil, err
 		}
@@ -253,9 +165,6 @@ func (cs *Clients) build(ctx context.Context, md ClientMetadata, old *storage.Cl
 	}
 	return c, nil
 }
-
-// AppSecretAAD binds a sealed WeChat app secret to its appid.
-func AppSecretAAD(appID string) []byte { return []byte("wxidp/wechat-app-secret/" + appID) }
 
 func dedupe(in []string) []string {
 	out := make([]string, 0, len(in))

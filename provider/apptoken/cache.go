@@ -1,4 +1,4 @@
-package provider
+package apptoken
 
 import (
 	"context"
@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/ory/fosite"
 
 	"github.com/wxidp/wxidp/provider/wechat"
 	"github.com/wxidp/wxidp/storage"
@@ -29,14 +27,25 @@ const (
 	pollEvery     = 50 * time.Millisecond
 )
 
-// appTokens keeps one WeChat access token per appid in the database, shared
+// API is what the cache needs from WeChat (wechat.Client).
+type API interface {
+	StableToken(ctx context.Context, appID, secret string, forceRefresh bool) (wechat.AccessToken, error)
+}
+
+// Cipher seals and opens the stored tokens (keys.Cipher).
+type Cipher interface {
+	Seal(plaintext, aad []byte) ([]byte, error)
+	Open(sealed, aad []byte) ([]byte, error)
+}
+
+// Cache keeps one WeChat access token per appid in the database, shared
 // by every process: each refresh with force_refresh invalidates the previous
 // token, so uncoordinated processes would keep breaking each other's (the
 // classic multi-instance bug). A lease row, not a held lock, elects the
 // refresher, so no connection waits on WeChat.
-type appTokens struct {
+type Cache struct {
 	store  storage.WeChatTokenStore
-	wx     WeChatAPI
+	wx     API
 	cipher Cipher
 	now    func() time.Time
 
@@ -49,13 +58,18 @@ type storedToken struct {
 	expiresAt time.Time
 }
 
-func newAppTokens(store storage.WeChatTokenStore, wx WeChatAPI, cipher Cipher, now func() time.Time) *appTokens {
-	return &appTokens{store: store, wx: wx, cipher: cipher, now: now, checked: map[string]time.Time{}}
+// New returns a cache over store; now is the clock (nil means time.Now).
+// Each process holds one.
+func New(store storage.WeChatTokenStore, wx API, cipher Cipher, now func() time.Time) *Cache {
+	if now == nil {
+		now = time.Now
+	}
+	return &Cache{store: store, wx: wx, cipher: cipher, now: now, checked: map[string]time.Time{}}
 }
 
 // recheckDue reports whether this process may ask WeChat about appID's
 // expiring token again, and notes that it does.
-func (a *appTokens) recheckDue(appID string, now time.Time) bool {
+func (a *Cache) recheckDue(appID string, now time.Time) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if now.Sub(a.checked[appID]) < recheckEvery {
@@ -65,10 +79,10 @@ func (a *appTokens) recheckDue(appID string, now time.Time) bool {
 	return true
 }
 
-// get returns a usable token for appID. stale, when set, is a token WeChat
+// Get returns a usable token for appID. stale, when set, is a token WeChat
 // just rejected (40001/42001): it is replaced with force_refresh unless
 // another process already replaced it.
-func (a *appTokens) get(ctx context.Context, appID, secret, stale string) (string, error) {
+func (a *Cache) Get(ctx context.Context, appID, secret, stale string) (string, error) {
 	// Real time, not a.now: this bounds how long a request waits.
 	deadline := time.Now().Add(waitFor)
 	for {
@@ -114,7 +128,7 @@ func (a *appTokens) get(ctx context.Context, appID, secret, stale string) (strin
 }
 
 // load returns the stored token, or a zero value when there is none.
-func (a *appTokens) load(ctx context.Context, appID string) (storedToken, error) {
+func (a *Cache) load(ctx context.Context, appID string) (storedToken, error) {
 	t, err := a.store.GetWeChatToken(ctx, appID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return storedToken{}, nil
@@ -125,19 +139,19 @@ func (a *appTokens) load(ctx context.Context, appID string) (storedToken, error)
 	if len(t.Token) == 0 {
 		return storedToken{}, nil
 	}
-	plain, err := a.cipher.Open(t.Token, wechatTokenAAD(appID))
+	plain, err := a.cipher.Open(t.Token, storage.SealedWeChatToken.AAD(appID))
 	if err != nil {
 		return storedToken{}, err
 	}
 	return storedToken{token: string(plain), expiresAt: t.ExpiresAt}, nil
 }
 
-func (a *appTokens) refresh(ctx context.Context, appID, secret string, force bool) (string, error) {
+func (a *Cache) refresh(ctx context.Context, appID, secret string, force bool) (string, error) {
 	at, err := a.wx.StableToken(ctx, appID, secret, force)
 	if err != nil {
 		return "", err
 	}
-	sealed, err := a.cipher.Seal([]byte(at.Token), wechatTokenAAD(appID))
+	sealed, err := a.cipher.Seal([]byte(at.Token), storage.SealedWeChatToken.AAD(appID))
 	if err != nil {
 		return "", err
 	}
@@ -148,34 +162,4 @@ func (a *appTokens) refresh(ctx context.Context, appID, secret string, force boo
 		return "", err
 	}
 	return at.Token, nil
-}
-
-// wechatTokenAAD binds a sealed WeChat access token to its appid.
-func wechatTokenAAD(appID string) []byte { return []byte("wxidp/wechat-access-token/" + appID) }
-
-// phoneNumber fetches the verified number for a phone code with the app's
-// shared access token, replacing the token once if WeChat says it is no
-// longer valid.
-func (g *wechatGrant) phoneNumber(ctx context.Context, appID, secret, phoneCode string) (string, error) {
-	tok, err := g.tokens.get(ctx, appID, secret, "")
-	if err != nil {
-		return "", err
-	}
-	p, err := g.wx.PhoneNumber(ctx, tok, phoneCode)
-	var api *wechat.APIError
-	if errors.As(err, &api) && (api.Code == wechat.CodeInvalidToken || api.Code == wechat.CodeTokenExpired) {
-		if tok, err = g.tokens.get(ctx, appID, secret, tok); err != nil {
-			return "", err
-		}
-		p, err = g.wx.PhoneNumber(ctx, tok, phoneCode)
-	}
-	if err != nil {
-		return "", err
-	}
-	// The access token says which app asks, not which app the phone code
-	// came from: the watermark does, and a code from another app is refused.
-	if p.WatermarkAppID != appID {
-		return "", fosite.ErrInvalidGrant.WithHint("The phone_code was not issued to this mini-program.")
-	}
-	return p.PhoneNumber, nil
 }

@@ -1,4 +1,4 @@
-package wechattest
+package wechatfake
 
 import (
 	"encoding/json"

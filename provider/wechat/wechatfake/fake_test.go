@@ -1,4 +1,4 @@
-package wechattest_test
+package wechatfake_test
 
 import (
 	"encoding/base64"
@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/wxidp/wxidp/provider/wechat/wechatfake"
 	"github.com/wxidp/wxidp/provider/wechat/wechattest"
 )
 
@@ -52,7 +53,7 @@ func TestWireFormat(t *testing.T) {
 	q := url.Values{"appid": {"wxa"}, "secret": {"sec"}, "grant_type": {"authorization_code"}}
 
 	q.Set("js_code", srv.Login("wxa", "o1", ""))
-	resp, m := get(t, srv, wechattest.PathCode2Session, q)
+	resp, m := get(t, srv, wechatfake.PathCode2Session, q)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/plain" {
 		t.Errorf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
@@ -67,43 +68,43 @@ func TestWireFormat(t *testing.T) {
 	}
 
 	// Refusals: HTTP 200, errcode and "msg, rid: hex-hex-hex".
-	resp, m = get(t, srv, wechattest.PathCode2Session, q) // same code again
+	resp, m = get(t, srv, wechatfake.PathCode2Session, q) // same code again
 	if resp.StatusCode != 200 || m["errcode"] != float64(40163) ||
 		!regexp.MustCompile(`^code been used, rid: [0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}$`).MatchString(m["errmsg"].(string)) {
 		t.Errorf("reused code: %d %v", resp.StatusCode, m)
 	}
 
 	// Methods as the real API: GET for code2session, POST for the others.
-	resp, _ = post(t, srv, wechattest.PathCode2Session, "application/json", "{}")
+	resp, _ = post(t, srv, wechatfake.PathCode2Session, "application/json", "{}")
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST code2session: %d", resp.StatusCode)
 	}
-	resp, _ = get(t, srv, wechattest.PathStableToken, nil)
+	resp, _ = get(t, srv, wechatfake.PathStableToken, nil)
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("GET stable_token: %d", resp.StatusCode)
 	}
 
 	// stable_token: bad JSON and bad grant_type.
-	_, m = post(t, srv, wechattest.PathStableToken, "application/json", "not json")
+	_, m = post(t, srv, wechatfake.PathStableToken, "application/json", "not json")
 	if m["errcode"] != float64(47001) {
 		t.Errorf("bad JSON: %v", m)
 	}
-	_, m = post(t, srv, wechattest.PathStableToken, "application/json", `{"grant_type":"x","appid":"wxa","secret":"sec"}`)
+	_, m = post(t, srv, wechatfake.PathStableToken, "application/json", `{"grant_type":"x","appid":"wxa","secret":"sec"}`)
 	if m["errcode"] != float64(40002) {
 		t.Errorf("bad grant_type: %v", m)
 	}
-	resp, m = post(t, srv, wechattest.PathStableToken, "application/json", `{"grant_type":"client_credential","appid":"wxa","secret":"sec"}`)
+	resp, m = post(t, srv, wechatfake.PathStableToken, "application/json", `{"grant_type":"client_credential","appid":"wxa","secret":"sec"}`)
 	if m["expires_in"] != float64(7200) || m["access_token"] == "" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 		t.Errorf("stable_token: %v", m)
 	}
 
 	// getuserphonenumber: missing token, then the documented success shape.
-	_, m = post(t, srv, wechattest.PathPhoneNumber, "application/json", `{"code":"x"}`)
+	_, m = post(t, srv, wechatfake.PathPhoneNumber, "application/json", `{"code":"x"}`)
 	if m["errcode"] != float64(41001) {
 		t.Errorf("missing access_token: %v", m)
 	}
 	code := srv.PhoneCode("wxa", "13800138000")
-	_, m = post(t, srv, wechattest.PathPhoneNumber+"?access_token="+url.QueryEscape(currentToken(t, srv)), "application/json", `{"code":"`+code+`"}`)
+	_, m = post(t, srv, wechatfake.PathPhoneNumber+"?access_token="+url.QueryEscape(currentToken(t, srv)), "application/json", `{"code":"`+code+`"}`)
 	info, _ := m["phone_info"].(map[string]any)
 	wm, _ := info["watermark"].(map[string]any)
 	if m["errcode"] != float64(0) || m["errmsg"] != "ok" || info["countryCode"] != float64(86) || wm["appid"] != "wxa" {
@@ -113,7 +114,7 @@ func TestWireFormat(t *testing.T) {
 
 // m2s fetches wxa's current token.
 func currentToken(t *testing.T, srv *wechattest.Server) string {
-	_, m := post(t, srv, wechattest.PathStableToken, "application/json", `{"grant_type":"client_credential","appid":"wxa","secret":"sec"}`)
+	_, m := post(t, srv, wechatfake.PathStableToken, "application/json", `{"grant_type":"client_credential","appid":"wxa","secret":"sec"}`)
 	return m["access_token"].(string)
 }
 
@@ -122,16 +123,16 @@ func currentToken(t *testing.T, srv *wechattest.Server) string {
 func TestInjectedFailureKeepsCode(t *testing.T) {
 	srv := wechattest.NewServer(t)
 	srv.AddApp("wxa", "sec")
-	srv.FailNext(wechattest.PathCode2Session, -1)
-	srv.FailNext(wechattest.PathCode2Session, 45011)
+	srv.FailNext(wechatfake.PathCode2Session, -1)
+	srv.FailNext(wechatfake.PathCode2Session, 45011)
 	q := url.Values{"appid": {"wxa"}, "secret": {"sec"}, "grant_type": {"authorization_code"}, "js_code": {srv.Login("wxa", "o", "u")}}
 	for _, want := range []any{float64(-1), float64(45011), nil} {
-		if _, m := get(t, srv, wechattest.PathCode2Session, q); m["errcode"] != want {
+		if _, m := get(t, srv, wechatfake.PathCode2Session, q); m["errcode"] != want {
 			t.Fatalf("errcode = %v, want %v (%v)", m["errcode"], want, m)
 		}
 	}
-	if srv.Calls(wechattest.PathCode2Session) != 3 {
-		t.Fatalf("calls = %d", srv.Calls(wechattest.PathCode2Session))
+	if srv.Calls(wechatfake.PathCode2Session) != 3 {
+		t.Fatalf("calls = %d", srv.Calls(wechatfake.PathCode2Session))
 	}
 }
 
@@ -148,7 +149,7 @@ func TestFakeLoginEndpoint(t *testing.T) {
 			t.Fatalf("%s: %d %v", tc.ctype, resp.StatusCode, m)
 		}
 		q := url.Values{"appid": {"wxa"}, "secret": {"sec"}, "grant_type": {"authorization_code"}, "js_code": {code}}
-		if _, s := get(t, srv, wechattest.PathCode2Session, q); s["openid"] != "o1" || s["unionid"] != "u1" {
+		if _, s := get(t, srv, wechatfake.PathCode2Session, q); s["openid"] != "o1" || s["unionid"] != "u1" {
 			t.Fatalf("exchange: %v", s)
 		}
 	}
@@ -172,7 +173,7 @@ func TestFakeConcurrentUse(t *testing.T) {
 	for i := range 20 {
 		wg.Go(func() {
 			q := url.Values{"appid": {"wxa"}, "secret": {"sec"}, "grant_type": {"authorization_code"}, "js_code": {srv.Login("wxa", "o", "")}}
-			resp, err := http.Get(srv.URL + wechattest.PathCode2Session + "?" + q.Encode())
+			resp, err := http.Get(srv.URL + wechatfake.PathCode2Session + "?" + q.Encode())
 			if err != nil {
 				t.Error(err)
 				return
@@ -186,13 +187,13 @@ func TestFakeConcurrentUse(t *testing.T) {
 		})
 		wg.Go(func() {
 			srv.AddApp("wxb", "sec")
-			srv.FailNext(wechattest.PathStableToken, 45011)
+			srv.FailNext(wechatfake.PathStableToken, 45011)
 			srv.SetDelay(0)
 			srv.ExpireToken("wxa")
 			srv.SetCountryCodeString(i%2 == 0)
 			_ = srv.PhoneCode("wxa", "13800138000")
-			_ = srv.Calls(wechattest.PathStableToken) + srv.TokensIssued("wxa")
-			resp, err := http.Post(srv.URL+wechattest.PathStableToken, "application/json",
+			_ = srv.Calls(wechatfake.PathStableToken) + srv.TokensIssued("wxa")
+			resp, err := http.Post(srv.URL+wechatfake.PathStableToken, "application/json",
 				strings.NewReader(`{"grant_type":"client_credential","appid":"wxa","secret":"sec"}`))
 			if err != nil {
 				t.Error(err)

@@ -1,4 +1,4 @@
-package provider
+package apptoken
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 )
 
 // tokenRig is a shared store (as the database is for every process) and a
-// fake WeChat; each appTokens made from it is one process.
+// fake WeChat; each Cache made from it is one process.
 type tokenRig struct {
 	store  *memory.Store
 	wx     *wechattest.Server
@@ -50,22 +50,22 @@ func (r *tokenRig) advance(d time.Duration) {
 	r.mu.Unlock()
 }
 
-func (r *tokenRig) process() *appTokens {
-	return newAppTokens(r.store, r.client, r.cipher, r.clock)
+func (r *tokenRig) process() *Cache {
+	return New(r.store, r.client, r.cipher, r.clock)
 }
 
 func TestAppTokensSharedAcrossProcesses(t *testing.T) {
 	t.Parallel()
 	r := newTokenRig(t)
 	ctx := context.Background()
-	procs := []*appTokens{r.process(), r.process(), r.process()}
+	procs := []*Cache{r.process(), r.process(), r.process()}
 
 	// Many concurrent first uses in several processes: one WeChat token.
 	var wg sync.WaitGroup
 	got := make(chan string, 30)
 	for i := range 30 {
 		wg.Go(func() {
-			tok, err := procs[i%3].get(ctx, "wxapp", "s", "")
+			tok, err := procs[i%3].Get(ctx, "wxapp", "s", "")
 			if err != nil {
 				t.Error(err)
 				return
@@ -93,7 +93,7 @@ func TestAppTokensSharedAcrossProcesses(t *testing.T) {
 	r.advance(2*time.Hour - 4*time.Minute)
 	before := r.wx.Calls(wechattest.PathStableToken)
 	for range 50 {
-		if _, err := procs[0].get(ctx, "wxapp", "s", ""); err != nil {
+		if _, err := procs[0].Get(ctx, "wxapp", "s", ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -103,13 +103,13 @@ func TestAppTokensSharedAcrossProcesses(t *testing.T) {
 
 	// A token WeChat rejects is replaced once, by whichever process sees
 	// it first; the others then use the replacement.
-	cur, _ := procs[1].get(ctx, "wxapp", "s", "")
-	replaced, err := procs[1].get(ctx, "wxapp", "s", cur)
+	cur, _ := procs[1].Get(ctx, "wxapp", "s", "")
+	replaced, err := procs[1].Get(ctx, "wxapp", "s", cur)
 	if err != nil || replaced == cur {
 		t.Fatalf("stale token not replaced: %v", err)
 	}
 	issued := r.wx.TokensIssued("wxapp")
-	again, err := procs[2].get(ctx, "wxapp", "s", cur)
+	again, err := procs[2].Get(ctx, "wxapp", "s", cur)
 	if err != nil || again != replaced || r.wx.TokensIssued("wxapp") != issued {
 		t.Fatalf("a second process re-replaced the token (%v)", err)
 	}
@@ -121,13 +121,13 @@ func TestAppTokensFailedRefresh(t *testing.T) {
 	ctx := context.Background()
 	p := r.process()
 	r.wx.FailNext(wechattest.PathStableToken, wechat.CodeInvalidSecret)
-	if _, err := p.get(ctx, "wxapp", "s", ""); err == nil {
+	if _, err := p.Get(ctx, "wxapp", "s", ""); err == nil {
 		t.Fatal("a failed first fetch returned a token")
 	}
 	// The failed refresh's lease spaces out retries; once it runs out, the
 	// next request fetches a token.
 	r.advance(leaseFor + time.Second)
-	tok, err := p.get(ctx, "wxapp", "s", "")
+	tok, err := p.Get(ctx, "wxapp", "s", "")
 	if err != nil {
 		t.Fatalf("after the lease ran out: %v", err)
 	}
@@ -135,7 +135,7 @@ func TestAppTokensFailedRefresh(t *testing.T) {
 	r.advance(2*time.Hour - 3*time.Minute)
 	r.wx.FailNext(wechattest.PathStableToken, wechat.CodeBusy)
 	r.wx.FailNext(wechattest.PathStableToken, wechat.CodeBusy)
-	if got, err := r.process().get(ctx, "wxapp", "s", ""); err != nil || got != tok {
+	if got, err := r.process().Get(ctx, "wxapp", "s", ""); err != nil || got != tok {
 		t.Fatalf("a failed early refresh broke a valid token: %v", err)
 	}
 }

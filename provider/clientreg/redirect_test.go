@@ -1,4 +1,4 @@
-package provider
+package clientreg
 
 import (
 	"context"
@@ -141,10 +141,10 @@ func TestClientsRedirectURIs(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := memory.New()
-	cs := NewClients(store, hasher, cipher)
+	cs := NewRegistry(store, hasher, cipher)
 
 	good := []string{"https://app.example.com/cb?x=1", "http://[::1]:8080/cb", "com.example.app:/callback"}
-	c, _, err := cs.Create(ctx, ClientMetadata{ClientID: "good", RedirectURIs: good})
+	c, _, err := cs.Create(ctx, Metadata{ClientID: "good", RedirectURIs: good})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,11 +153,11 @@ func TestClientsRedirectURIs(t *testing.T) {
 	}
 
 	for _, uri := range []string{"http://localhost.evil.com/cb", "http://localhost@evil.com/", "https://"} {
-		_, _, err := cs.Create(ctx, ClientMetadata{ClientID: "evil", RedirectURIs: []string{good[0], uri}})
+		_, _, err := cs.Create(ctx, Metadata{ClientID: "evil", RedirectURIs: []string{good[0], uri}})
 		if !errors.Is(err, ErrInvalidRedirectURI) {
 			t.Errorf("create with %q: %v", uri, err)
 		}
-		if _, err := cs.Update(ctx, "good", ClientMetadata{RedirectURIs: []string{uri}}); !errors.Is(err, ErrInvalidRedirectURI) {
+		if _, err := cs.Update(ctx, "good", Metadata{RedirectURIs: []string{uri}}); !errors.Is(err, ErrInvalidRedirectURI) {
 			t.Errorf("update with %q: %v", uri, err)
 		}
 	}

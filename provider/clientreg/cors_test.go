@@ -1,4 +1,4 @@
-package provider
+package clientreg
 
 import (
 	"context"
@@ -83,10 +83,10 @@ func TestClientsCORSOrigins(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := memory.New()
-	cs := NewClients(store, hasher, cipher)
+	cs := NewRegistry(store, hasher, cipher)
 
 	good := []string{"https://app.example.com", "http://localhost:3000"}
-	c, _, err := cs.Create(ctx, ClientMetadata{ClientID: "spa", AllowedCORSOrigins: append(good, good[0])})
+	c, _, err := cs.Create(ctx, Metadata{ClientID: "spa", AllowedCORSOrigins: append(good, good[0])})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,11 +94,11 @@ func TestClientsCORSOrigins(t *testing.T) {
 		t.Fatalf("stored %q, want %q (deduplicated, in order)", c.AllowedCORSOrigins, good)
 	}
 	for _, origin := range []string{"https://app.example.com/", "http://evil.example", "null"} {
-		_, _, err := cs.Create(ctx, ClientMetadata{ClientID: "evil", AllowedCORSOrigins: []string{good[0], origin}})
+		_, _, err := cs.Create(ctx, Metadata{ClientID: "evil", AllowedCORSOrigins: []string{good[0], origin}})
 		if !errors.Is(err, ErrInvalidMetadata) || !strings.Contains(err.Error(), "allowed_cors_origins") {
 			t.Errorf("create with %q: %v, want invalid allowed_cors_origins", origin, err)
 		}
-		if _, err := cs.Update(ctx, "spa", ClientMetadata{AllowedCORSOrigins: []string{origin}}); !errors.Is(err, ErrInvalidMetadata) {
+		if _, err := cs.Update(ctx, "spa", Metadata{AllowedCORSOrigins: []string{origin}}); !errors.Is(err, ErrInvalidMetadata) {
 			t.Errorf("update with %q: %v", origin, err)
 		}
 	}
@@ -106,7 +106,7 @@ func TestClientsCORSOrigins(t *testing.T) {
 	for i := range many {
 		many[i] = "https://app" + strings.Repeat("x", i) + ".example.com"
 	}
-	if _, _, err := cs.Create(ctx, ClientMetadata{ClientID: "many", AllowedCORSOrigins: many}); !errors.Is(err, ErrInvalidMetadata) {
+	if _, _, err := cs.Create(ctx, Metadata{ClientID: "many", AllowedCORSOrigins: many}); !errors.Is(err, ErrInvalidMetadata) {
 		t.Errorf("create with %d origins: %v", len(many), err)
 	}
 	list, err := cs.List(ctx)

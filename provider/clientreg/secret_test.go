@@ -1,4 +1,4 @@
-package provider
+package clientreg
 
 import (
 	"context"
@@ -17,7 +17,7 @@ func TestSecretHasher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	secret, err := GenerateClientSecret()
+	secret, err := GenerateSecret()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestSecretHasherKnows(t *testing.T) {
 
 func BenchmarkSecretCompare(b *testing.B) {
 	h, _ := NewSecretHasher([]string{strings.Repeat("o", 32)})
-	secret, _ := GenerateClientSecret()
+	secret, _ := GenerateSecret()
 	hash, _ := h.Hash(context.Background(), []byte(secret))
 	for b.Loop() {
 		if err := h.Compare(context.Background(), hash, []byte(secret)); err != nil {

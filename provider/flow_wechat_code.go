@@ -14,20 +14,10 @@ import (
 	fstorage "github.com/ory/fosite/storage"
 
 	"github.com/wxidp/wxidp/audit"
+	"github.com/wxidp/wxidp/provider/apptoken"
+	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/provider/wechat"
 	"github.com/wxidp/wxidp/storage"
-)
-
-// GrantTypeWeChatCode is the grant a mini-program uses to trade its
-// wx.login() code for tokens.
-const GrantTypeWeChatCode = "urn:wxidp:params:oauth:grant-type:wechat-code"
-
-// Scopes with a meaning to the WeChat-code grant.
-const (
-	ScopeOpenID        = "openid"
-	ScopeOfflineAccess = "offline_access"
-	ScopeProfile       = "profile"
-	ScopePhone         = "phone"
 )
 
 // codeClaimTTL outlives a wx.login code (5 minutes), so a replay is refused
@@ -47,6 +37,12 @@ type Cipher interface {
 	Open(sealed, aad []byte) ([]byte, error)
 }
 
+// appTokens hands out a mini-program's WeChat access token
+// (apptoken.Cache).
+type appTokens interface {
+	Get(ctx context.Context, appID, secret, stale string) (string, error)
+}
+
 // wechatGrant is fosite's token-endpoint handler for the WeChat-code grant.
 // HandleTokenEndpointRequest only validates (no I/O); all effects happen in
 // PopulateTokenEndpointResponse: the code is claimed, WeChat is called with
@@ -58,7 +54,7 @@ type wechatGrant struct {
 	store  Store
 	wx     WeChatAPI
 	cipher Cipher
-	tokens *appTokens
+	tokens appTokens
 	log    *slog.Logger
 	audit  *audit.Recorder
 	access *oauth2.HandleHelper
@@ -69,12 +65,25 @@ type wechatGrant struct {
 
 var _ fosite.TokenEndpointHandler = (*wechatGrant)(nil)
 
+// newWeChatGrant builds the handler New composes, issuing tokens with
+// fosite's strategies (core for access and refresh tokens, oidc for ID
+// tokens).
+func newWeChatGrant(fc *fosite.Config, core *oauth2.DefaultJWTStrategy, oidc openid.OpenIDConnectTokenStrategy, d Deps) *wechatGrant {
+	return &wechatGrant{
+		cfg: fc, store: d.Store, wx: d.WeChat, cipher: d.Cipher, log: d.Log, now: d.Now, audit: d.Audit,
+		tokens: apptoken.New(d.Store, d.WeChat, d.Cipher, d.Now),
+		access: &oauth2.HandleHelper{AccessTokenStrategy: core, AccessTokenStorage: d.Store, Config: fc},
+		rt:     core,
+		idt:    &openid.IDTokenHandleHelper{IDTokenStrategy: oidc},
+	}
+}
+
 var codePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
 func (g *wechatGrant) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
 
 func (g *wechatGrant) CanHandleTokenEndpointRequest(_ context.Context, ar fosite.AccessRequester) bool {
-	return ar.GetGrantTypes().ExactOne(GrantTypeWeChatCode)
+	return ar.GetGrantTypes().ExactOne(grants.WeChatCode)
 }
 
 func (g *wechatGrant) HandleTokenEndpointRequest(ctx context.Context, ar fosite.AccessRequester) error {
@@ -85,7 +94,7 @@ func (g *wechatGrant) HandleTokenEndpointRequest(ctx context.Context, ar fosite.
 	if !ok || !client.IsPublic() || client.Record.WeChatAppID == "" || len(client.Record.WeChatAppSecret) == 0 {
 		return fosite.ErrUnauthorizedClient.WithHint("The client is not bound to a WeChat mini-program.")
 	}
-	if !client.GetGrantTypes().Has(GrantTypeWeChatCode) {
+	if !client.GetGrantTypes().Has(grants.WeChatCode) {
 		return fosite.ErrUnauthorizedClient.WithHint("The client may not use the WeChat-code grant.")
 	}
 	code := ar.GetRequestForm().Get("code")
@@ -113,9 +122,9 @@ func (g *wechatGrant) HandleTokenEndpointRequest(ctx context.Context, ar fosite.
 	now := g.now().UTC()
 	sess := ar.GetSession().(*Session)
 	sess.ClientID = client.GetID()
-	sess.SetExpiresAt(fosite.AccessToken, now.Add(fosite.GetEffectiveLifespan(client, GrantTypeWeChatCode, fosite.AccessToken, g.cfg.GetAccessTokenLifespan(ctx))))
+	sess.SetExpiresAt(fosite.AccessToken, now.Add(fosite.GetEffectiveLifespan(client, grants.WeChatCode, fosite.AccessToken, g.cfg.GetAccessTokenLifespan(ctx))))
 	if ar.GetGrantedScopes().Has(ScopeOfflineAccess) {
-		sess.SetExpiresAt(fosite.RefreshToken, now.Add(fosite.GetEffectiveLifespan(client, GrantTypeWeChatCode, fosite.RefreshToken, g.cfg.GetRefreshTokenLifespan(ctx))))
+		sess.SetExpiresAt(fosite.RefreshToken, now.Add(fosite.GetEffectiveLifespan(client, grants.WeChatCode, fosite.RefreshToken, g.cfg.GetRefreshTokenLifespan(ctx))))
 	}
 	return nil
 }
@@ -136,7 +145,7 @@ func (g *wechatGrant) PopulateTokenEndpointResponse(ctx context.Context, ar fosi
 		}
 		return fosite.ErrServerError.WithWrap(err)
 	}
-	secret, err := g.cipher.Open(client.Record.WeChatAppSecret, AppSecretAAD(appID))
+	secret, err := g.cipher.Open(client.Record.WeChatAppSecret, storage.SealedAppSecret.AAD(appID))
 	if err != nil {
 		g.log.ErrorContext(ctx, "wechat app secret cannot be decrypted", "client_id", client.GetID(), "appid", appID, "err", err)
 		return fosite.ErrServerError.WithWrap(err)
@@ -155,7 +164,7 @@ func (g *wechatGrant) PopulateTokenEndpointResponse(ctx context.Context, ar fosi
 			phone = p
 		}
 	}
-	sealedKey, err := g.cipher.Seal([]byte(ws.SessionKey), SessionKeyAAD(appID, ws.OpenID))
+	sealedKey, err := g.cipher.Seal([]byte(ws.SessionKey), storage.SealedSessionKey.AAD(appID, ws.OpenID))
 	if err != nil {
 		return fosite.ErrServerError.WithWrap(err)
 	}
@@ -224,7 +233,7 @@ func (g *wechatGrant) issue(ctx context.Context, ar fosite.AccessRequester, resp
 		return storageError(err)
 	}
 	// A refresh token the client could never use is not issued.
-	if ar.GetGrantedScopes().Has(ScopeOfflineAccess) && ar.GetClient().GetGrantTypes().Has("refresh_token") {
+	if ar.GetGrantedScopes().Has(ScopeOfflineAccess) && ar.GetClient().GetGrantTypes().Has(grants.RefreshToken) {
 		rt, rtSig, err := g.rt.GenerateRefreshToken(ctx, ar)
 		if err != nil {
 			return fosite.ErrServerError.WithWrap(err)
@@ -237,7 +246,7 @@ func (g *wechatGrant) issue(ctx context.Context, ar fosite.AccessRequester, resp
 	if ar.GetGrantedScopes().Has(ScopeOpenID) {
 		sess := ar.GetSession().(*Session)
 		sess.IDTokenClaims().AccessTokenHash = g.idt.GetAccessTokenHash(ctx, ar, resp)
-		lifespan := fosite.GetEffectiveLifespan(ar.GetClient(), GrantTypeWeChatCode, fosite.IDToken, g.cfg.GetIDTokenLifespan(ctx))
+		lifespan := fosite.GetEffectiveLifespan(ar.GetClient(), grants.WeChatCode, fosite.IDToken, g.cfg.GetIDTokenLifespan(ctx))
 		if err := g.idt.IssueExplicitIDToken(ctx, lifespan, ar, resp); err != nil {
 			return fosite.ErrServerError.WithWrap(err)
 		}
@@ -245,20 +254,29 @@ func (g *wechatGrant) issue(ctx context.Context, ar fosite.AccessRequester, resp
 	return nil
 }
 
-// SessionKeyAAD binds a sealed session_key to its identity.
-func SessionKeyAAD(appID, openID string) []byte {
-	return []byte("wxidp/wechat-session-key/" + appID + "/" + openID)
-}
-
-// storageError keeps fosite's retryable serialization failure and turns
-// anything else into a server error without exposing it.
-func storageError(err error) error {
-	if errors.Is(err, fosite.ErrSerializationFailure) {
-		return fosite.ErrTemporarilyUnavailable.WithHint("Please retry the request.").WithWrap(err)
+// phoneNumber fetches the verified number for a phone code with the app's
+// shared access token, replacing the token once if WeChat says it is no
+// longer valid.
+func (g *wechatGrant) phoneNumber(ctx context.Context, appID, secret, phoneCode string) (string, error) {
+	tok, err := g.tokens.Get(ctx, appID, secret, "")
+	if err != nil {
+		return "", err
 	}
-	var rfc *fosite.RFC6749Error
-	if errors.As(err, &rfc) {
-		return err
+	p, err := g.wx.PhoneNumber(ctx, tok, phoneCode)
+	var api *wechat.APIError
+	if errors.As(err, &api) && (api.Code == wechat.CodeInvalidToken || api.Code == wechat.CodeTokenExpired) {
+		if tok, err = g.tokens.Get(ctx, appID, secret, tok); err != nil {
+			return "", err
+		}
+		p, err = g.wx.PhoneNumber(ctx, tok, phoneCode)
 	}
-	return fosite.ErrServerError.WithWrap(err)
+	if err != nil {
+		return "", err
+	}
+	// The access token says which app asks, not which app the phone code
+	// came from: the watermark does, and a code from another app is refused.
+	if p.WatermarkAppID != appID {
+		return "", fosite.ErrInvalidGrant.WithHint("The phone_code was not issued to this mini-program.")
+	}
+	return p.PhoneNumber, nil
 }

@@ -30,6 +30,15 @@ type Introspection struct {
 	TokenType string   `json:"token_type,omitempty"`
 }
 
+// Introspect answers RFC 7662 (see introspect) under the failed-auth budget.
+func (p *Provider) Introspect(ctx context.Context, r *http.Request) (res *Introspection, err error) {
+	err = p.limits.guardClientAuth(ctx, r, func() error {
+		res, err = p.introspect(ctx, r)
+		return err
+	})
+	return res, err
+}
+
 // introspect answers RFC 7662 for a client authenticated with HTTP Basic.
 // Errors are fosite errors (invalid_client, invalid_request).
 func (p *Provider) introspect(ctx context.Context, r *http.Request) (*Introspection, error) {
@@ -92,22 +101,17 @@ func (p *Provider) introspect(ctx context.Context, r *http.Request) (*Introspect
 	return out, nil
 }
 
-// revoke answers RFC 7009: the token's whole grant is revoked when its own
-// client asks; unknown tokens and other clients' tokens answer 200 and
-// change nothing.
-func (p *Provider) revoke(ctx context.Context, r *http.Request) error {
-	return outage(p.oauth.NewRevocationRequest(ctx, r))
-}
-
-// WriteRevocationResponse writes Revoke's answer. fosite answers 200 to
-// every error but invalid_request and invalid_client, its own
-// temporarily_unavailable (a failed storage lookup) and server errors
-// included: the client would then believe a token revoked that still
-// works. Those are written as the errors they are.
-func (p *Provider) WriteRevocationResponse(ctx context.Context, w http.ResponseWriter, err error) {
-	if errors.Is(err, fosite.ErrTemporarilyUnavailable) || errors.Is(err, fosite.ErrServerError) || errors.Is(err, errThrottled) {
-		p.oauth.WriteAccessError(ctx, w, nil, err)
-		return
+// introspectedIssuer names who issued an active token: an access token says
+// so itself (another issuer sharing our keys and database may have minted
+// it, and a resource server must see that); a refresh token is opaque, so
+// it is the issuer recorded in its session, else this server, the only
+// kind of issuer that can redeem it (one holding the same secrets).
+func (p *Provider) introspectedIssuer(kind fosite.TokenType, token string, ar fosite.Requester) (string, error) {
+	if kind == fosite.AccessToken {
+		return tokenIssuer(token)
 	}
-	p.oauth.WriteRevocationResponse(ctx, w, err)
+	if sess, ok := ar.GetSession().(*Session); ok && sess.IDTokenClaims().Issuer != "" {
+		return sess.IDTokenClaims().Issuer, nil
+	}
+	return p.cfg.Issuer, nil
 }

@@ -54,3 +54,18 @@ func (g *wechatGrant) wechatError(ctx context.Context, clientID, appID string, e
 	g.log.ErrorContext(ctx, "wechat call failed", "client_id", clientID, "appid", appID, "err", err)
 	return fosite.ErrServerError.WithWrap(err)
 }
+
+// storageError keeps fosite's retryable serialization failure and turns
+// anything else into a server error without exposing it.
+func storageError(err error) error {
+	if errors.Is(err, fosite.ErrSerializationFailure) {
+		// The code is already claimed (and spent at WeChat): a retry
+		// needs a new one.
+		return fosite.ErrTemporarilyUnavailable.WithHint("Please retry with a new code from wx.login().").WithWrap(err)
+	}
+	var rfc *fosite.RFC6749Error
+	if errors.As(err, &rfc) {
+		return err
+	}
+	return fosite.ErrServerError.WithWrap(err)
+}
