@@ -41,6 +41,14 @@ func (a *admin) revokeKey(c echo.Context) error {
 	}
 	a.record(c, audit.KeyRevoked, kid, nil, details)
 	a.Log.Info("signing key revoked", "kid", kid, "actor", actor(c), "request_id", requestID(c))
+	if errors.Is(err, storage.ErrUnavailable) {
+		// The database went away between the revocation and the reload: an
+		// outage, answered as one (503), saying what did happen.
+		a.Log.Warn("signing key revocation incomplete: storage unavailable", "kid", kid, "request_id", requestID(c), "err", err)
+		c.Response().Header().Set("Retry-After", retryAfterUnavailable)
+		return newAPIError(http.StatusServiceUnavailable, "temporarily_unavailable",
+			"The key is revoked, but this process could not reload its keys; it retries at its next key reload.")
+	}
 	if err != nil {
 		// Revoked all the same: say so, or a retry's 404 would puzzle.
 		a.Log.Error("signing key revocation incomplete", "kid", kid, "request_id", requestID(c), "err", err)

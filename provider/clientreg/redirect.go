@@ -129,12 +129,25 @@ func checkAuthority(raw string, u *url.URL, loopbackOnly bool, bad func(string) 
 		if loopbackOnly && !addr.IsLoopback() {
 			return bad("may use http only with a loopback address (127.0.0.1, [::1]) or localhost; use https")
 		}
-	case !dnsNamePattern.MatchString(host) || !strings.ContainsAny(host[strings.LastIndex(host, ".")+1:], "abcdefghijklmnopqrstuvwxyz"):
-		// A top-level label is never all digits: 127.1 or 256.1.1.1 are
-		// malformed addresses that browsers may still resolve.
+	case !dnsNamePattern.MatchString(host) || endsInNumber(host) ||
+		!strings.ContainsAny(host[strings.LastIndex(host, ".")+1:], "abcdefghijklmnopqrstuvwxyz"):
+		// A top-level label is never a number: 127.1, 256.1.1.1 or
+		// 0x7f000001 are malformed addresses that browsers still resolve
+		// (the URL standard's "ends in a number" rule).
 		return bad("must have a lowercase host name or an IP literal")
 	case loopbackOnly && host != "localhost":
 		return bad("may use http only with a loopback address (127.0.0.1, [::1]) or localhost; use https")
 	}
 	return nil
+}
+
+// endsInNumber reports whether host's last label is a number as the URL
+// standard reads it (decimal digits, or 0x and hex digits): browsers then
+// parse the whole host as an IPv4 address.
+func endsInNumber(host string) bool {
+	last := strings.ToLower(host[strings.LastIndex(host, ".")+1:])
+	if hex, ok := strings.CutPrefix(last, "0x"); ok {
+		return strings.Trim(hex, "0123456789abcdef") == ""
+	}
+	return last != "" && strings.Trim(last, "0123456789") == ""
 }

@@ -98,6 +98,10 @@ func TestValidateRedirectURI(t *testing.T) {
 		{"https://-example.com/cb", false},
 		{"https://example.com./cb", false},
 		{"https://256.1.1.1/cb", false},
+		{"https://0x7f000001/cb", false},
+		{"https://1.0x7f/cb", false},
+		{"https://example.0xab/cb", false},
+		{"https://0xab.example.com/cb", true},
 		{"https://exa_mple.com/cb", false},
 		{"https://" + strings.Repeat("a", 2048) + ".com/", false},
 		// Dangerous or unsupported schemes.
