@@ -53,7 +53,19 @@ type Limits struct {
 	// failures have just spent AuthFailures (once per lockout, across
 	// processes when the buckets are shared).
 	OnLockout func(ctx context.Context, clientID, source string)
+	// LockoutsSuppressed, when set, counts lockouts not reported because
+	// their client had used up LockoutEventsPerClient
+	// (wxidp_auth_lockouts_suppressed_total).
+	LockoutsSuppressed interface{ Inc() }
 }
+
+// LockoutEventsPerClient caps the lockouts reported per client a minute,
+// whatever their sources: the once-per-(client, source) rule alone lets
+// an attacker holding an IPv6 /48 (65,536 /64 sources) write 65,536 audit
+// rows a minute about one client. Ten show an attack as plainly; the rest
+// are only counted (LockoutsSuppressed). It caps audit writes only, never
+// requests.
+const LockoutEventsPerClient = 10
 
 // errThrottled is a rate-limit refusal in RFC 6749 §5.2 shape; the web
 // layer sets Retry-After from the ratelimit.Refusal it wraps.
@@ -124,7 +136,8 @@ func presentsSecret(r *http.Request) bool {
 // per lockout window (the time the budget takes to refill) and only for a
 // client that exists: each refill lets one more failure empty the bucket
 // again, and client_ids nobody registered are anyone's to invent, so
-// neither may turn into a stream of audit rows.
+// neither may turn into a stream of audit rows. Nor may many sources:
+// a client's reports are capped at LockoutEventsPerClient a minute.
 func (l *Limits) afterClientAuth(ctx context.Context, r *http.Request, rv *ratelimit.Reservation, err error) {
 	if l == nil || l.Throttle == nil {
 		return
@@ -141,9 +154,18 @@ func (l *Limits) afterClientAuth(ctx context.Context, r *http.Request, rv *ratel
 	if !lockout || l.OnLockout == nil || errors.Is(err, fosite.ErrNotFound) {
 		return
 	}
-	if l.Throttle.Allow(ctx, lockoutEvents(l.AuthFailures), failureKey(ctx, r)).Allowed {
-		l.OnLockout(ctx, claimedClientID(r), ratelimit.SourceOf(ctx))
+	if !l.Throttle.Allow(ctx, lockoutEvents(l.AuthFailures), failureKey(ctx, r)).Allowed {
+		return // this pair's lockout was reported this window
 	}
+	id := claimedClientID(r)
+	perClient := ratelimit.PerMinute("lockout_events_per_client", LockoutEventsPerClient)
+	if !l.Throttle.Allow(ctx, perClient, id).Allowed {
+		if l.LockoutsSuppressed != nil {
+			l.LockoutsSuppressed.Inc()
+		}
+		return
+	}
+	l.OnLockout(ctx, id, ratelimit.SourceOf(ctx))
 }
 
 // lockoutEvents is the budget of lockout reports per (client_id, source):

@@ -2,9 +2,11 @@ package provider
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -93,5 +95,59 @@ func TestLockoutReportedOncePerWindow(t *testing.T) {
 		if err := attempt("ok", nil); err != nil {
 			t.Fatalf("success %d refused: %v", i, err)
 		}
+	}
+}
+
+type countingCounter struct{ n atomic.Int64 }
+
+func (c *countingCounter) Inc() { c.n.Add(1) }
+
+// TestLockoutEventsCappedPerClient: lockouts of one client from many
+// sources (an IPv6 /48 holds 65,536 /64s) are reported at most
+// LockoutEventsPerClient times a minute, the rest only counted, while
+// another client's lockouts are still reported and every source is still
+// refused.
+func TestLockoutEventsCappedPerClient(t *testing.T) {
+	t.Parallel()
+	c := &testClock{t: time.Unix(1e9, 0)}
+	reported := map[string]int{}
+	suppressed := &countingCounter{}
+	l := &Limits{
+		Throttle:           ratelimit.New(ratelimit.Options{Now: c.now}),
+		AuthFailures:       ratelimit.PerMinute("auth_failures", 3),
+		OnLockout:          func(_ context.Context, id, _ string) { reported[id]++ },
+		LockoutsSuppressed: suppressed,
+	}
+	lockOut := func(id, source string) {
+		ctx := ratelimit.WithSource(context.Background(), source)
+		for i := range 4 {
+			r := &http.Request{Header: http.Header{}, PostForm: url.Values{}}
+			r.SetBasicAuth(id, "wrong")
+			rv, err := l.beforeClientAuth(ctx, r)
+			if i == 3 {
+				if err == nil {
+					t.Fatalf("%s from %s: 4th failure not refused", id, source)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%s from %s: failure %d refused: %v", id, source, i, err)
+			}
+			l.afterClientAuth(ctx, r, rv, fosite.ErrInvalidClient)
+		}
+	}
+	const sources = 50
+	for i := range sources {
+		lockOut("svc", fmt.Sprintf("2001:db8:0:%x::", i))
+	}
+	if got := reported["svc"]; got != LockoutEventsPerClient {
+		t.Fatalf("svc lockouts from %d sources reported %d times, want the cap %d", sources, got, LockoutEventsPerClient)
+	}
+	if got := suppressed.n.Load(); got != sources-LockoutEventsPerClient {
+		t.Fatalf("suppressed lockouts counted %d, want %d", got, sources-LockoutEventsPerClient)
+	}
+	lockOut("other", "198.51.100.7")
+	if reported["other"] != 1 {
+		t.Fatalf("another client's lockout reported %d times, want 1", reported["other"])
 	}
 }

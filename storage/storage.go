@@ -25,6 +25,10 @@ var (
 	// effect, and the caller should answer "retry later" (503), never a
 	// verdict on the credentials it was checking.
 	ErrUnavailable = errors.New("storage: temporarily unavailable")
+	// ErrStale is returned by a conditional write whose record changed
+	// since the caller read it: nothing was written, and the caller should
+	// read the record again rather than overwrite someone else's change.
+	ErrStale = errors.New("storage: changed since it was read")
 )
 
 // Client is a registered OAuth2 client. Field names follow RFC 7591 where
@@ -86,8 +90,11 @@ type ClientStore interface {
 	// ListClients returns every client ordered by ID.
 	ListClients(ctx context.Context) ([]Client, error)
 	// UpdateClient replaces every field but ID and CreatedAt; ErrNotFound if
-	// absent. UpdatedAt is set by the store.
-	UpdateClient(ctx context.Context, c *Client) error
+	// absent. UpdatedAt is set by the store. When ifUpdatedAt is not zero the
+	// update applies only if the stored UpdatedAt still equals it, checked
+	// and written atomically; otherwise ErrStale and nothing changes. This is
+	// what keeps a read-modify-write from reverting a concurrent change.
+	UpdateClient(ctx context.Context, c *Client, ifUpdatedAt time.Time) error
 	// DeleteClient removes the client and every token and code issued to it
 	// (so a later client with the same ID never inherits them); ErrNotFound
 	// if absent.

@@ -21,7 +21,7 @@ import (
 // ClientRegistry is what the admin API needs for clients.
 type ClientRegistry interface {
 	Create(ctx context.Context, md clientreg.Metadata) (*storage.Client, string, error)
-	Update(ctx context.Context, id string, md clientreg.Metadata) (*storage.Client, error)
+	Update(ctx context.Context, id string, md clientreg.Metadata, ifUpdatedAt time.Time) (*storage.Client, error)
 	Get(ctx context.Context, id string) (*storage.Client, error)
 	List(ctx context.Context) ([]storage.Client, error)
 	Delete(ctx context.Context, id string) error
@@ -165,6 +165,7 @@ func (a *admin) createClient(c echo.Context) error {
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
 	c.Response().Header().Set(echo.HeaderLocation, "/admin/clients/"+cl.ID)
+	setClientETag(c, cl)
 	return c.JSON(http.StatusCreated, toResponse(cl, secret))
 }
 
@@ -185,6 +186,7 @@ func (a *admin) getClient(c echo.Context) error {
 	if err != nil {
 		return clientError(err)
 	}
+	setClientETag(c, cl)
 	return c.JSON(http.StatusOK, toResponse(cl, ""))
 }
 
@@ -193,11 +195,16 @@ func (a *admin) updateClient(c echo.Context) error {
 	if err := decodeJSON(c, &req); err != nil {
 		return err
 	}
-	cl, err := a.Clients.Update(c.Request().Context(), c.Param("id"), req.metadata())
+	ifUpdatedAt, err := ifMatchUpdatedAt(c)
+	if err != nil {
+		return err
+	}
+	cl, err := a.Clients.Update(c.Request().Context(), c.Param("id"), req.metadata(), ifUpdatedAt)
 	a.recordUpdate(c, req, err)
 	if err != nil {
 		return clientError(err)
 	}
+	setClientETag(c, cl)
 	return c.JSON(http.StatusOK, toResponse(cl, ""))
 }
 
@@ -257,6 +264,8 @@ func clientError(err error) error {
 		return newAPIError(http.StatusBadRequest, "invalid_client_metadata", err.Error())
 	case errors.Is(err, storage.ErrNotFound):
 		return newAPIError(http.StatusNotFound, "not_found", "No such client.")
+	case errors.Is(err, storage.ErrStale):
+		return clientChanged()
 	case errors.Is(err, storage.ErrAlreadyExists):
 		return newAPIError(http.StatusConflict, "already_exists", "A client with this client_id already exists.")
 	default:

@@ -230,7 +230,8 @@ var responseOnly = []string{"client_id", "client_secret", "client_id_issued_at",
 // update reads the client, overlays the flags given and PUTs it back, since
 // PUT replaces the whole registration: every field the user did not name is
 // sent back as it was (the secrets, which GET never shows, are kept by the
-// server unless new ones are given).
+// server unless new ones are given). The PUT is conditional on the client
+// being unchanged since the GET.
 func (ac *adminClient) update(cmd *cobra.Command, id string, f *clientFlags) error {
 	body := map[string]any{}
 	// Read the secret files before the GET: a bad file changes nothing.
@@ -241,7 +242,8 @@ func (ac *adminClient) update(cmd *cobra.Command, id string, f *clientFlags) err
 		return fmt.Errorf("--id cannot be changed by update")
 	}
 	var cur bytes.Buffer
-	if err := ac.do(cmd.Context(), http.MethodGet, clientPath(id), nil, &cur); err != nil {
+	etag, err := ac.exchange(cmd.Context(), http.MethodGet, clientPath(id), nil, "", &cur)
+	if err != nil {
 		return err
 	}
 	var got map[string]any
@@ -253,39 +255,52 @@ func (ac *adminClient) update(cmd *cobra.Command, id string, f *clientFlags) err
 			body[k] = v
 		}
 	}
-	return ac.do(cmd.Context(), http.MethodPut, clientPath(id), body, cmd.OutOrStdout())
+	// If-Match makes the PUT fail (412) rather than revert a change someone
+	// else made after our GET.
+	_, err = ac.exchange(cmd.Context(), http.MethodPut, clientPath(id), body, etag, cmd.OutOrStdout())
+	return err
 }
 
 // do sends one request and copies the (indented) JSON answer to out; a
 // non-2xx answer becomes the error.
 func (ac *adminClient) do(ctx context.Context, method, path string, body any, out io.Writer) error {
+	_, err := ac.exchange(ctx, method, path, body, "", out)
+	return err
+}
+
+// exchange is do with an optional If-Match header; it returns the answer's
+// ETag, which update sends back so a concurrent change is not overwritten.
+func (ac *adminClient) exchange(ctx context.Context, method, path string, body any, ifMatch string, out io.Writer) (string, error) {
 	if ac.token == "" {
-		return fmt.Errorf("the admin token is required: --token or WXIDP_ADMIN_TOKEN")
+		return "", fmt.Errorf("the admin token is required: --token or WXIDP_ADMIN_TOKEN")
 	}
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return "", err
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(ac.endpoint, "/")+path, rd)
 	if err != nil {
-		return err
+		return "", err
 	}
 	req.Header.Set("Authorization", "Bearer "+ac.token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if ifMatch != "" {
+		req.Header.Set("If-Match", ifMatch)
+	}
 	resp, err := ac.http.Do(req)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return err
+		return "", err
 	}
 	if resp.StatusCode >= 300 {
 		var e struct {
@@ -294,21 +309,25 @@ func (ac *adminClient) do(ctx context.Context, method, path string, body any, ou
 		}
 		_ = json.Unmarshal(raw, &e)
 		err := fmt.Errorf("%s %s: %s: %s %s", method, path, resp.Status, e.Error, e.Description)
-		if resp.StatusCode == http.StatusServiceUnavailable {
+		switch resp.StatusCode {
+		case http.StatusServiceUnavailable:
 			// The server's database is unreachable: retry later (exit 75).
 			err = fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
+		case http.StatusPreconditionFailed:
+			err = fmt.Errorf("%w; nothing was changed: run the command again to apply it to the current client", err)
 		}
-		return err
+		return "", err
 	}
+	etag := resp.Header.Get("ETag")
 	if len(raw) == 0 {
-		return nil
+		return etag, nil
 	}
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, raw, "", "  ") != nil {
 		_, err = out.Write(raw)
-		return err
+		return etag, err
 	}
 	pretty.WriteByte('\n')
 	_, err = pretty.WriteTo(out)
-	return err
+	return etag, err
 }

@@ -152,10 +152,17 @@ func newLimits(ctx context.Context, c limitsConfig, log *slog.Logger, reg promet
 		cancel()
 	}
 	l.throttle = ratelimit.New(opts)
-	if err := reg.Register(l.throttle); err != nil {
-		l.close()
-		return nil, err
+	suppressed := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "wxidp_auth_lockouts_suppressed_total",
+		Help: "Failed-authentication lockouts not written to the audit trail because their client had reached provider.LockoutEventsPerClient events that minute.",
+	})
+	for _, c := range []prometheus.Collector{l.throttle, suppressed} {
+		if err := reg.Register(c); err != nil {
+			l.close()
+			return nil, err
+		}
 	}
+	l.provider.LockoutsSuppressed = suppressed
 	l.web.Throttle, l.provider.Throttle = l.throttle, l.throttle
 	return l, nil
 }

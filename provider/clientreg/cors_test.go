@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wxidp/wxidp/keys"
 	"github.com/wxidp/wxidp/storage/memory"
@@ -98,7 +99,7 @@ func TestClientsCORSOrigins(t *testing.T) {
 		if !errors.Is(err, ErrInvalidMetadata) || !strings.Contains(err.Error(), "allowed_cors_origins") {
 			t.Errorf("create with %q: %v, want invalid allowed_cors_origins", origin, err)
 		}
-		if _, err := cs.Update(ctx, "spa", Metadata{AllowedCORSOrigins: []string{origin}}); !errors.Is(err, ErrInvalidMetadata) {
+		if _, err := cs.Update(ctx, "spa", Metadata{AllowedCORSOrigins: []string{origin}}, time.Time{}); !errors.Is(err, ErrInvalidMetadata) {
 			t.Errorf("update with %q: %v", origin, err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wxidp/wxidp/keys"
 	"github.com/wxidp/wxidp/storage/memory"
@@ -161,7 +162,7 @@ func TestClientsRedirectURIs(t *testing.T) {
 		if !errors.Is(err, ErrInvalidRedirectURI) {
 			t.Errorf("create with %q: %v", uri, err)
 		}
-		if _, err := cs.Update(ctx, "good", Metadata{RedirectURIs: []string{uri}}); !errors.Is(err, ErrInvalidRedirectURI) {
+		if _, err := cs.Update(ctx, "good", Metadata{RedirectURIs: []string{uri}}, time.Time{}); !errors.Is(err, ErrInvalidRedirectURI) {
 			t.Errorf("update with %q: %v", uri, err)
 		}
 	}

@@ -3,6 +3,7 @@ package clientreg
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -14,7 +15,7 @@ type Store interface {
 	CreateClient(ctx context.Context, c *storage.Client) error
 	LookupClient(ctx context.Context, id string) (*storage.Client, error)
 	ListClients(ctx context.Context) ([]storage.Client, error)
-	UpdateClient(ctx context.Context, c *storage.Client) error
+	UpdateClient(ctx context.Context, c *storage.Client, ifUpdatedAt time.Time) error
 	DeleteClient(ctx context.Context, id string) error
 }
 
@@ -60,8 +61,10 @@ func (cs *Registry) Create(ctx context.Context, md Metadata) (*storage.Client, s
 }
 
 // Update replaces a client's metadata. The secret and the WeChat app secret
-// are kept unless new ones are given.
-func (cs *Registry) Update(ctx context.Context, id string, md Metadata) (*storage.Client, error) {
+// are kept unless new ones are given. A non-zero ifUpdatedAt is the
+// UpdatedAt the caller read: if the client changed since, storage.ErrStale
+// and nothing changes.
+func (cs *Registry) Update(ctx context.Context, id string, md Metadata, ifUpdatedAt time.Time) (*storage.Client, error) {
 	if md.ClientID != "" && md.ClientID != id {
 		return nil, fmt.Errorf("%w: client_id cannot be changed", ErrInvalidMetadata)
 	}
@@ -74,7 +77,7 @@ func (cs *Registry) Update(ctx context.Context, id string, md Metadata) (*storag
 	if err != nil {
 		return nil, err
 	}
-	if err := cs.store.UpdateClient(ctx, c); err != nil {
+	if err := cs.store.UpdateClient(ctx, c, ifUpdatedAt); err != nil {
 		return nil, err
 	}
 	return cs.store.LookupClient(ctx, id)

@@ -201,8 +201,9 @@ func (s *Store) ListClients(ctx context.Context) ([]storage.Client, error) {
 	return out, nil
 }
 
-// UpdateClient replaces the client but keeps its ID and CreatedAt.
-func (s *Store) UpdateClient(ctx context.Context, c *storage.Client) error {
+// UpdateClient replaces the client but keeps its ID and CreatedAt; with a
+// non-zero ifUpdatedAt only while the stored UpdatedAt equals it.
+func (s *Store) UpdateClient(ctx context.Context, c *storage.Client, ifUpdatedAt time.Time) error {
 	t, err := s.lock(ctx)
 	if err != nil {
 		return err
@@ -212,8 +213,16 @@ func (s *Store) UpdateClient(ctx context.Context, c *storage.Client) error {
 	if !ok {
 		return fmt.Errorf("memory: client %q: %w", c.ID, storage.ErrNotFound)
 	}
+	if !ifUpdatedAt.IsZero() && !old.UpdatedAt.Equal(ifUpdatedAt) {
+		return fmt.Errorf("memory: client %q: %w", c.ID, storage.ErrStale)
+	}
 	c.CreatedAt = old.CreatedAt
+	// UpdatedAt always moves forward, as in PostgreSQL: a later conditional
+	// update compares against it.
 	c.UpdatedAt = now()
+	if next := old.UpdatedAt.Add(time.Microsecond); c.UpdatedAt.Before(next) {
+		c.UpdatedAt = next
+	}
 	put(t, s.clients, c.ID, copyClient(c))
 	return nil
 }

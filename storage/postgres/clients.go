@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -91,21 +92,36 @@ func (s *Store) ListClients(ctx context.Context) ([]storage.Client, error) {
 }
 
 // UpdateClient replaces every field but ID and CreatedAt, and stamps
-// UpdatedAt; c gets both timestamps as stored.
-func (s *Store) UpdateClient(ctx context.Context, c *storage.Client) error {
-	updated := now()
-	var created time.Time
+// UpdatedAt; c gets both timestamps as stored. A non-zero ifUpdatedAt is
+// part of the UPDATE's WHERE, so the check and the write are one statement.
+// UpdatedAt always moves forward, even within one clock tick, since it is
+// what a later conditional update compares against.
+func (s *Store) UpdateClient(ctx context.Context, c *storage.Client, ifUpdatedAt time.Time) error {
+	var created, updated time.Time
 	err := s.db(ctx).QueryRow(ctx, `UPDATE clients SET secret_hash = $2, name = $3, grant_types = $4, scopes = $5,
 		audience = $6, redirect_uris = $7, token_endpoint_auth_method = $8, wechat_appid = $9,
-		wechat_app_secret = $10, updated_at = $11, allowed_cors_origins = $12
-		WHERE id = $1 RETURNING created_at`,
+		wechat_app_secret = $10, updated_at = GREATEST($11, updated_at + interval '1 microsecond'),
+		allowed_cors_origins = $12
+		WHERE id = $1 AND ($13::timestamptz IS NULL OR updated_at = $13)
+		RETURNING created_at, updated_at`,
 		c.ID, nullBytes(c.SecretHash), c.Name, strs(c.GrantTypes), strs(c.Scopes), strs(c.Audience),
 		strs(c.RedirectURIs), c.TokenEndpointAuthMethod, c.WeChatAppID, nullBytes(c.WeChatAppSecret),
-		updated, strs(c.AllowedCORSOrigins)).Scan(&created)
+		now(), strs(c.AllowedCORSOrigins), nullTime(ifUpdatedAt)).Scan(&created, &updated)
+	if errors.Is(err, pgx.ErrNoRows) && !ifUpdatedAt.IsZero() {
+		// No row matched: absent, or changed since the caller read it.
+		var exists bool
+		err = s.db(ctx).QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM clients WHERE id = $1)`, c.ID).Scan(&exists)
+		if err == nil && exists {
+			return storage.ErrStale
+		}
+		if err == nil {
+			err = pgx.ErrNoRows
+		}
+	}
 	if err != nil {
 		return recordErr("update client", err)
 	}
-	c.CreatedAt, c.UpdatedAt = created.UTC(), updated
+	c.CreatedAt, c.UpdatedAt = created.UTC(), updated.UTC()
 	return nil
 }
 

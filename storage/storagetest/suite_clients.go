@@ -135,7 +135,7 @@ func testClients(t *testing.T, su suite) {
 		upd.CreatedAt = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
 		upd.UpdatedAt = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
 		before := time.Now()
-		if err := s.UpdateClient(ctx, &upd); err != nil {
+		if err := s.UpdateClient(ctx, &upd, time.Time{}); err != nil {
 			t.Fatalf("UpdateClient: %v", err)
 		}
 		after := time.Now()
@@ -150,6 +150,42 @@ func testClients(t *testing.T, su suite) {
 		checkRecent(t, "UpdatedAt", got.UpdatedAt, before, after)
 		if got.UpdatedAt.Before(created.UpdatedAt) {
 			t.Errorf("UpdatedAt = %v went back from %v", got.UpdatedAt, created.UpdatedAt)
+		}
+	})
+
+	// Two read-modify-writes from the same read: the second must be refused
+	// instead of silently reverting the first (the admin API's If-Match).
+	su.run(t, "UpdateIfUnchanged", func(t *testing.T, ctx context.Context, s storage.Store) {
+		mustCreateClient(t, ctx, s, "a")
+		read, err := s.LookupClient(ctx, "a")
+		if err != nil {
+			t.Fatalf("LookupClient: %v", err)
+		}
+		first := *read
+		first.Name = "First"
+		if err := s.UpdateClient(ctx, &first, read.UpdatedAt); err != nil {
+			t.Fatalf("UpdateClient with the current UpdatedAt: %v", err)
+		}
+		// Back-to-back updates may fall in one clock tick; UpdatedAt must
+		// still move, or the stale write below would pass.
+		if !first.UpdatedAt.After(read.UpdatedAt) {
+			t.Errorf("UpdatedAt = %v, want after %v", first.UpdatedAt, read.UpdatedAt)
+		}
+		stale := *read
+		stale.Name = "Stale"
+		if err := s.UpdateClient(ctx, &stale, read.UpdatedAt); !errors.Is(err, storage.ErrStale) {
+			t.Fatalf("UpdateClient with a stale UpdatedAt: %v, want ErrStale", err)
+		}
+		got, err := s.LookupClient(ctx, "a")
+		if err != nil {
+			t.Fatalf("LookupClient: %v", err)
+		}
+		if got.Name != "First" || !got.UpdatedAt.Equal(first.UpdatedAt) {
+			t.Errorf("after the refused update: name %q updated %v; want %q %v",
+				got.Name, got.UpdatedAt, "First", first.UpdatedAt)
+		}
+		if err := s.UpdateClient(ctx, newClient("nope"), read.UpdatedAt); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("conditional UpdateClient of an unknown client: %v, want ErrNotFound", err)
 		}
 	})
 
@@ -180,7 +216,7 @@ func testClients(t *testing.T, su suite) {
 			return err
 		}},
 		{"Update", func(ctx context.Context, s storage.Store) error {
-			return s.UpdateClient(ctx, newClient("nope"))
+			return s.UpdateClient(ctx, newClient("nope"), time.Time{})
 		}},
 		{"Delete", func(ctx context.Context, s storage.Store) error {
 			return s.DeleteClient(ctx, "nope")
@@ -268,7 +304,7 @@ func testClients(t *testing.T, su suite) {
 		}
 
 		a.AllowedCORSOrigins = nil
-		if err := s.UpdateClient(ctx, a); err != nil {
+		if err := s.UpdateClient(ctx, a, time.Time{}); err != nil {
 			t.Fatalf("UpdateClient: %v", err)
 		}
 		check("after update", "https://app.example.com", "", false)

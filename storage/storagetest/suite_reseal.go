@@ -382,7 +382,7 @@ func changeBehind(ctx context.Context, s storage.Store, sv storage.Sealed) error
 		} else {
 			c.WeChatAppID += "-renamed"
 		}
-		return s.UpdateClient(ctx, c)
+		return s.UpdateClient(ctx, c, time.Time{})
 	case sealedName(storage.SealedSessionKey, appA, "o-1"):
 		_, err := s.LinkWeChatIdentity(ctx, &storage.WeChatIdentity{AppID: appA, OpenID: "o-1",
 			SessionKey: []byte("fresh-session")}, "user-1")

@@ -101,7 +101,7 @@ func txCases() []txCase {
 			write: func(ctx context.Context, s storage.Store) error {
 				c := newClient("a")
 				c.Name = "Renamed"
-				return s.UpdateClient(ctx, c)
+				return s.UpdateClient(ctx, c, time.Time{})
 			},
 			before: clientName(newClient("a").Name),
 			after:  clientName("Renamed"),
