@@ -72,7 +72,7 @@ func TestConcurrentUp(t *testing.T) {
 	for _, table := range []string{"clients", "signing_keys", "oauth2_access_tokens", "oauth2_refresh_tokens",
 		"oauth2_authorization_codes", "oauth2_pkce_requests", "oauth2_oidc_sessions", "client_assertion_jtis",
 		"users", "wechat_identities", "wechat_unions", "wechat_codes", "wechat_tokens", "leases",
-		"audit_events"} {
+		"audit_events", "login_tickets", "browser_sessions"} {
 		var exists bool
 		if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
 			t.Fatal(err)

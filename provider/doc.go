@@ -19,16 +19,17 @@
 // shared WeChat access-token cache), provider/grants (the grant types served)
 // and provider/wechat (the WeChat API client).
 //
-// Where the next flows go. Scan-to-login: the authorization endpoint and
-// the authorization_code grant with PKCE are fosite's own handlers, composed
-// in provider.go; wxidp's rules for them (which scopes and audiences are
-// granted, the subject taken from an approved ticket) go in authorize.go and
-// flow_authorize_code.go, and authorization_code joins provider/grants. The
-// login tickets (create, scan, approve, deny) are a state machine that needs
-// no fosite: package provider/scan, consulted here through a small interface
-// declared in authorize.go; the QR code's wxacode takes its access token from
-// provider/apptoken. The session-key vault (decrypt, verify-signature,
-// session refresh) answers bearer-token requests, not OAuth ones: package
-// provider/vault, with the bearer token and its wechat_data scope checked
-// here (next to UserInfo, which checks a bearer token the same way).
+// Scan-to-login: the authorization endpoint and the authorization_code
+// grant with PKCE are fosite's own handlers, composed in provider.go;
+// authorize.go holds wxidp's rules for them (exact redirect_uri, S256 only,
+// which scopes are granted, when a browser session may answer), login.go
+// the ticket steps and the one-transaction completion, logout.go
+// RP-initiated logout. provider/scan draws the QR picture (a mini-program
+// code through provider/apptoken's token, or a plain QR code); the
+// tickets' state machine is storage's (storage.LoginStore).
+//
+// Next: the session-key vault (decrypt, verify-signature, session refresh)
+// answers bearer-token requests, not OAuth ones: package provider/vault,
+// with the bearer token and its wechat_data scope checked here (bearer in
+// userinfo.go, as UserInfo and BearerUser do).
 package provider

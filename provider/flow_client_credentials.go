@@ -20,7 +20,7 @@ func grantClientCredentials(ar fosite.AccessRequester, sess *Session) {
 // grantAudience grants what fosite has already checked lies within the
 // client's registration: the requested audience, else the registered one,
 // else the client itself, so aud is never empty.
-func grantAudience(ar fosite.AccessRequester) {
+func grantAudience(ar fosite.Requester) {
 	client := ar.GetClient()
 	aud := ar.GetRequestedAudience()
 	if len(aud) == 0 {

@@ -14,7 +14,6 @@ import (
 	fstorage "github.com/ory/fosite/storage"
 
 	"github.com/wxidp/wxidp/audit"
-	"github.com/wxidp/wxidp/provider/apptoken"
 	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/provider/wechat"
 	"github.com/wxidp/wxidp/storage"
@@ -68,10 +67,10 @@ var _ fosite.TokenEndpointHandler = (*wechatGrant)(nil)
 // newWeChatGrant builds the handler New composes, issuing tokens with
 // fosite's strategies (core for access and refresh tokens, oidc for ID
 // tokens).
-func newWeChatGrant(fc *fosite.Config, core *oauth2.DefaultJWTStrategy, oidc openid.OpenIDConnectTokenStrategy, d Deps) *wechatGrant {
+func newWeChatGrant(fc *fosite.Config, core *oauth2.DefaultJWTStrategy, oidc openid.OpenIDConnectTokenStrategy, tokens appTokens, d Deps) *wechatGrant {
 	return &wechatGrant{
 		cfg: fc, store: d.Store, wx: d.WeChat, cipher: d.Cipher, log: d.Log, now: d.Now, audit: d.Audit,
-		tokens: apptoken.New(d.Store, d.WeChat, d.Cipher, d.Now),
+		tokens: tokens,
 		access: &oauth2.HandleHelper{AccessTokenStrategy: core, AccessTokenStorage: d.Store, Config: fc},
 		rt:     core,
 		idt:    &openid.IDTokenHandleHelper{IDTokenStrategy: oidc},

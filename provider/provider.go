@@ -14,6 +14,8 @@ import (
 	"github.com/ory/fosite/token/jwt"
 
 	"github.com/wxidp/wxidp/audit"
+	"github.com/wxidp/wxidp/provider/apptoken"
+	"github.com/wxidp/wxidp/provider/scan"
 	"github.com/wxidp/wxidp/storage"
 )
 
@@ -30,6 +32,8 @@ type Config struct {
 	// mint none), so rotating WXIDP_SECRETS logs nobody out; each at least
 	// 32 bytes.
 	RotatedGlobalSecrets [][]byte
+	// Login sets scan-to-login's lifetimes.
+	Login LoginConfig
 }
 
 // Store is the storage the provider composes.
@@ -38,6 +42,7 @@ type Store interface {
 	storage.UserStore
 	storage.WeChatCodeStore
 	storage.WeChatTokenStore
+	storage.LoginStore
 }
 
 // Deps are the provider's collaborators.
@@ -53,6 +58,9 @@ type Deps struct {
 	Audit *audit.Recorder
 	// Limits throttle client authentication and issuance; nil limits nothing.
 	Limits *Limits
+	// WXACode draws mini-program codes for scan-to-login; nil shows plain
+	// QR codes (dev mode).
+	WXACode scan.WXACodeAPI
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -68,6 +76,14 @@ type Provider struct {
 	// accessTokens verifies an access token's signature and expiry alone
 	// (userinfo tells a token we signed from a forged one).
 	accessTokens accessTokenValidator
+	// signer decodes ID token hints at logout.
+	signer jwt.Signer
+	// Scan-to-login (login.go).
+	store    Store
+	logins   storage.LoginStore
+	login    LoginConfig
+	pictures *scan.Pictures
+	now      func() time.Time
 }
 
 // ErrConfig reports an unusable provider configuration.
@@ -112,6 +128,10 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		SendDebugMessagesToClients: false,
 		MinParameterEntropy:        fosite.MinParameterEntropy,
 		RefreshTokenScopes:         []string{"offline_access"},
+		// Scan-to-login: PKCE with S256 only, required of public clients
+		// (ParseAuthorize checks the same before anyone scans).
+		EnforcePKCEForPublicClients:    true,
+		EnablePKCEPlainChallengeMethod: false,
 	}
 	core := &oauth2.DefaultJWTStrategy{
 		Signer:          d.Signer,
@@ -120,10 +140,16 @@ func New(cfg Config, d Deps) (*Provider, error) {
 	}
 	oidc := &openid.DefaultStrategy{Signer: d.Signer, Config: fc}
 	strategy := &compose.CommonStrategy{CoreStrategy: core, OpenIDConnectTokenStrategy: oidc, Signer: d.Signer}
-	grant := newWeChatGrant(fc, core, oidc, d)
+	tokens := apptoken.New(d.Store, d.WeChat, d.Cipher, d.Now)
+	grant := newWeChatGrant(fc, core, oidc, tokens, d)
 	oauth := compose.Compose(fc, reuseWatch{d.Store}, strategy,
 		func(fosite.Configurator, interface{}, interface{}) interface{} { return grant },
 		compose.OAuth2ClientCredentialsGrantFactory,
+		// Scan-to-login: the authorization code (the OIDC handler adds the
+		// ID token, the PKCE handler binds the code to its verifier).
+		compose.OAuth2AuthorizeExplicitFactory,
+		compose.OpenIDConnectExplicitFactory,
+		compose.OAuth2PKCEFactory,
 		// fosite's order: the OAuth2 refresh handler before the OIDC one.
 		compose.OAuth2RefreshTokenGrantFactory,
 		compose.OpenIDConnectRefreshFactory,
@@ -131,7 +157,12 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 	)
-	return &Provider{oauth: oauth, cfg: cfg, users: d.Store, clients: d.Store, audit: d.Audit, limits: d.Limits, accessTokens: core}, nil
+	return &Provider{
+		oauth: oauth, cfg: cfg, users: d.Store, clients: d.Store, audit: d.Audit, limits: d.Limits,
+		accessTokens: core, signer: d.Signer,
+		store: d.Store, logins: d.Store, login: cfg.Login.withDefaults(), now: d.Now,
+		pictures: &scan.Pictures{Issuer: cfg.Issuer, WX: d.WXACode, Tokens: tokens, Cipher: d.Cipher},
+	}, nil
 }
 
 // WriteAccessError writes a token-endpoint error in RFC 6749 §5.2 shape.

@@ -49,26 +49,9 @@ var ErrInsufficientScope = errors.New("insufficient scope")
 // UserInfo returns the OpenID Connect claims an access token's scopes allow:
 // always sub; phone_number and phone_number_verified with scope phone.
 func (p *Provider) UserInfo(ctx context.Context, token string) (map[string]any, error) {
-	if token == "" {
-		return nil, ErrInvalidToken
-	}
-	use, ar, err := p.oauth.IntrospectToken(ctx, token, fosite.AccessToken, NewSession())
-	if errors.Is(err, storage.ErrUnavailable) {
-		return nil, outage(err)
-	}
-	if err != nil || use != fosite.AccessToken {
-		return nil, p.rejected(ctx, token)
-	}
-	// fosite checks the signature, the expiry and the stored record, not
-	// the issuer: a token minted under another issuer that shares our keys
-	// and database (a second configuration, a staging deployment) is not
-	// ours to answer for.
-	if iss, err := tokenIssuer(token); err != nil || iss != p.cfg.Issuer {
-		return nil, ErrTokenInactive // signed by our keys (fosite checked), not ours to answer
-	}
-	sess, ok := ar.GetSession().(*Session)
-	if !ok || sess.Subject == "" {
-		return nil, ErrInvalidToken
+	ar, sess, err := p.bearer(ctx, token)
+	if err != nil {
+		return nil, err
 	}
 	if !ar.GetGrantedScopes().Has(ScopeOpenID) {
 		return nil, ErrInsufficientScope
@@ -89,6 +72,55 @@ func (p *Provider) UserInfo(ctx context.Context, token string) (map[string]any, 
 		claims["phone_number_verified"] = true
 	}
 	return claims, nil
+}
+
+// bearer verifies an access token presented as a bearer credential: our
+// signature, unexpired, still stored (not revoked), our issuer, with a
+// subject.
+func (p *Provider) bearer(ctx context.Context, token string) (fosite.AccessRequester, *Session, error) {
+	if token == "" {
+		return nil, nil, ErrInvalidToken
+	}
+	use, ar, err := p.oauth.IntrospectToken(ctx, token, fosite.AccessToken, NewSession())
+	if errors.Is(err, storage.ErrUnavailable) {
+		return nil, nil, outage(err)
+	}
+	if err != nil || use != fosite.AccessToken {
+		return nil, nil, p.rejected(ctx, token)
+	}
+	// fosite checks the signature, the expiry and the stored record, not
+	// the issuer: a token minted under another issuer that shares our keys
+	// and database (a second configuration, a staging deployment) is not
+	// ours to answer for.
+	if iss, err := tokenIssuer(token); err != nil || iss != p.cfg.Issuer {
+		return nil, nil, ErrTokenInactive // signed by our keys (fosite checked), not ours to answer
+	}
+	sess, ok := ar.GetSession().(*Session)
+	if !ok || sess.Subject == "" {
+		return nil, nil, ErrInvalidToken
+	}
+	return ar, sess, nil
+}
+
+// ErrNotAUser is a valid bearer token whose subject is not a user (a
+// client_credentials token): it may not act for anyone.
+var ErrNotAUser = errors.New("the access token does not belong to a user")
+
+// BearerUser returns the user a bearer access token was issued to (the
+// mini-program's token, for scanning and approving a login ticket).
+// ErrInvalidToken for a bad token, ErrNotAUser for a client's own token.
+func (p *Provider) BearerUser(ctx context.Context, token string) (string, error) {
+	_, sess, err := p.bearer(ctx, token)
+	if err != nil {
+		return "", err
+	}
+	if _, err := p.users.GetUser(ctx, sess.Subject); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return "", ErrNotAUser
+		}
+		return "", outage(err)
+	}
+	return sess.Subject, nil
 }
 
 // tokenIssuer reads the iss claim of an access token (a JWT) that fosite

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"slices"
+
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/openid"
@@ -62,10 +64,20 @@ type OAuthClient struct {
 // NewOAuthClient builds fosite's view of c. A client registered with no
 // audience has itself as audience: tokens never carry an empty aud, and
 // fosite's refresh handler re-checks the granted audience against this list.
+//
+// Only the authorization endpoint issues response types, and only "code",
+// to clients registered for the authorization_code grant; every other
+// client uses the token endpoint alone.
 func NewOAuthClient(c *Client) *OAuthClient {
 	aud := c.Audience
 	if len(aud) == 0 {
 		aud = []string{c.ID}
+	}
+	responseTypes := []string{}
+	// The literal is grants.AuthorizationCode: storage imports nothing of
+	// the provider's.
+	if slices.Contains(c.GrantTypes, "authorization_code") {
+		responseTypes = []string{"code"}
 	}
 	return &OAuthClient{
 		DefaultOpenIDConnectClient: &fosite.DefaultOpenIDConnectClient{
@@ -74,8 +86,8 @@ func NewOAuthClient(c *Client) *OAuthClient {
 				Secret:       c.SecretHash,
 				RedirectURIs: c.RedirectURIs,
 				GrantTypes:   c.GrantTypes,
-				// Only the token endpoint is served: no response types.
-				ResponseTypes: []string{},
+				// "code" for authorization_code clients, else none.
+				ResponseTypes: responseTypes,
 				Scopes:        c.Scopes,
 				Audience:      aud,
 				Public:        c.Public(),
@@ -84,4 +96,13 @@ func NewOAuthClient(c *Client) *OAuthClient {
 		},
 		Record: c,
 	}
+}
+
+// GetResponseTypes returns the response types as built: none for a client
+// without the authorization_code grant. fosite's own reads an empty list as
+// ["code"] (the OIDC registration default), and its authorization endpoint
+// checks only this list, never the grant types, so it would issue codes to
+// every client with a redirect URI.
+func (c *OAuthClient) GetResponseTypes() fosite.Arguments {
+	return fosite.Arguments(c.ResponseTypes)
 }

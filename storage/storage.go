@@ -44,9 +44,13 @@ type Client struct {
 	Audience                []string
 	RedirectURIs            []string
 	AllowedCORSOrigins      []string // browser origins that may read this client's token, revocation and userinfo answers
+	PostLogoutRedirectURIs  []string // where RP-initiated logout may send the browser back, matched exactly like RedirectURIs
 	TokenEndpointAuthMethod string
 	// WeChatAppID binds a public mini-program client to exactly one appid.
 	WeChatAppID string
+	// WeChatLoginPage is the mini-program page a scan-to-login QR code
+	// opens (e.g. "pages/scan/index"); empty means the app's home page.
+	WeChatLoginPage string
 	// WeChatAppSecret is the app secret encrypted under WXIDP_SECRETS; nil
 	// when none is registered.
 	WeChatAppSecret []byte
@@ -155,6 +159,7 @@ type Store interface {
 	WeChatTokenStore
 	Maintenance
 	AuditStore
+	LoginStore
 	// Ping checks the backend is reachable (readiness).
 	Ping(ctx context.Context) error
 }

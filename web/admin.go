@@ -106,6 +106,8 @@ type clientRequest struct {
 	WeChatAppID             string   `json:"wechat_appid"`
 	WeChatAppSecret         string   `json:"wechat_app_secret"`
 	AllowedCORSOrigins      []string `json:"allowed_cors_origins"`
+	PostLogoutRedirectURIs  []string `json:"post_logout_redirect_uris"`
+	WeChatLoginPage         string   `json:"wechat_login_page"`
 }
 
 // clientResponse never carries the hash or the WeChat app secret.
@@ -123,6 +125,8 @@ type clientResponse struct {
 	WeChatAppID             string   `json:"wechat_appid,omitempty"`
 	WeChatAppSecretSet      bool     `json:"wechat_app_secret_set"`
 	AllowedCORSOrigins      []string `json:"allowed_cors_origins"`
+	PostLogoutRedirectURIs  []string `json:"post_logout_redirect_uris"`
+	WeChatLoginPage         string   `json:"wechat_login_page,omitempty"`
 	UpdatedAt               string   `json:"updated_at"`
 }
 
@@ -140,6 +144,8 @@ func toResponse(c *storage.Client, secret string) clientResponse {
 		WeChatAppID:             c.WeChatAppID,
 		WeChatAppSecretSet:      len(c.WeChatAppSecret) > 0,
 		AllowedCORSOrigins:      orEmpty(c.AllowedCORSOrigins),
+		PostLogoutRedirectURIs:  orEmpty(c.PostLogoutRedirectURIs),
+		WeChatLoginPage:         c.WeChatLoginPage,
 		UpdatedAt:               c.UpdatedAt.UTC().Format(time.RFC3339),
 	}
 	if secret != "" {

@@ -50,7 +50,7 @@ func isSupportedGrant(g string) bool {
 }
 
 // wechatOps are the WeChat operations the client performs.
-var wechatOps = map[string]bool{"code2session": true, "stable_token": true, "phone_number": true}
+var wechatOps = map[string]bool{"code2session": true, "stable_token": true, "phone_number": true, "wxacode": true}
 
 // ObserveWeChat records one WeChat API request; it has the signature of
 // wechat.Observer, whose errcode values already form a fixed set ("0", a

@@ -64,6 +64,13 @@ type PublicConfig struct {
 	// CORS says which browser origins each client registered (cors.go);
 	// nil lets no origin read the token, revocation and userinfo answers.
 	CORS CORSOrigins
+	// Login serves scan-to-login's browser side (the authorization
+	// endpoint, /login pages, logout) and Tickets its mini-program side;
+	// nil leaves them out (and discovery says so). CSRFKey keys the login
+	// forms' CSRF tokens (32 bytes).
+	Login   LoginFlow
+	Tickets TicketAPI
+	CSRFKey []byte
 	// Draining, when set and true, makes /readyz answer 503 at once: the
 	// process is shutting down (SIGTERM) and wants no new traffic.
 	Draining func() bool
@@ -97,6 +104,13 @@ func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
 	getAndHead(e, "/.well-known/openid-configuration", p.openidConfiguration)
 	getAndHead(e, "/healthz", p.healthz)
 	getAndHead(e, "/readyz", p.readyz)
+	if cfg.Login != nil {
+		registerLogin(e, &login{flow: cfg.Login, issuer: cfg.Issuer, log: cfg.Log,
+			cookies: cookies{secure: isHTTPS(cfg.Issuer), csrfKey: cfg.CSRFKey}}, limits)
+	}
+	if cfg.Tickets != nil {
+		registerTicketAPI(e, &ticketAPI{api: cfg.Tickets, rl: cfg.RateLimit}, limits)
+	}
 	registerCORS(e, cfg.CORS, cfg.Log)
 	return e, nil
 }
@@ -252,13 +266,10 @@ func (p *public) openidConfiguration(c echo.Context) error {
 
 // discoveryDoc lists only what is implemented.
 func (p *public) discoveryDoc() map[string]any {
-	return map[string]any{
+	d := map[string]any{
 		"issuer": p.Issuer,
-		// OpenID Connect Discovery requires this list, and a response type
-		// is only usable at an authorization endpoint, which this server
-		// does not have yet: an empty list says so, where "code" would
-		// send relying parties to an endpoint that answers 404. "code"
-		// arrives with the authorization endpoint.
+		// OpenID Connect Discovery requires this list; it is empty when
+		// no authorization endpoint is served.
 		"response_types_supported":                      []string{},
 		"token_endpoint":                                p.Issuer + "/oauth2/token",
 		"jwks_uri":                                      p.Issuer + "/.well-known/jwks.json",
@@ -272,8 +283,17 @@ func (p *public) discoveryDoc() map[string]any {
 		"scopes_supported":                              []string{"openid", "offline_access", "profile", "phone"},
 		"subject_types_supported":                       []string{"public"},
 		"id_token_signing_alg_values_supported":         []string{"RS256"},
-		"claims_supported":                              []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "amr", "at_hash", "phone_number", "phone_number_verified"},
+		"claims_supported":                              []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr", "at_hash", "phone_number", "phone_number_verified"},
 	}
+	if p.Login != nil {
+		d["authorization_endpoint"] = p.Issuer + provider.AuthorizePath
+		d["end_session_endpoint"] = p.Issuer + provider.LogoutPath
+		d["response_types_supported"] = []string{"code"}
+		d["response_modes_supported"] = []string{"query"}
+		d["code_challenge_methods_supported"] = []string{"S256"}
+		d["prompt_values_supported"] = []string{"none", "login", "consent", "select_account"}
+	}
+	return d
 }
 
 func (p *public) healthz(c echo.Context) error {

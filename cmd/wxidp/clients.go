@@ -125,8 +125,9 @@ type clientFlags struct {
 	id, name, scope, authMethod, appID string
 	secretFile, appSecretFile          string
 	refusedSecret, refusedAppSecret    string
+	loginPage                          string
 	grants, audience, redirects        []string
-	corsOrigins                        []string
+	corsOrigins, logoutRedirects       []string
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
@@ -139,10 +140,12 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	// An array, not a slice: a slice flag splits on commas, which a query
 	// string may hold, and a redirect URI is stored exactly as given.
 	fs.StringArrayVar(&f.redirects, "redirect-uri", nil, "redirect_uris (repeatable; matched exactly)")
+	fs.StringArrayVar(&f.logoutRedirects, "post-logout-redirect-uri", nil, "post_logout_redirect_uris: where RP-initiated logout may send the browser back (repeatable; matched exactly)")
 	fs.StringArrayVar(&f.corsOrigins, "allowed-cors-origin", nil, "allowed_cors_origins: a browser origin (https://host[:port]) that may call the token, revocation and userinfo endpoints (repeatable)")
 	fs.StringVar(&f.authMethod, "auth-method", "", "token_endpoint_auth_method")
 	fs.StringVar(&f.secretFile, "secret-file", "", "file holding the client_secret to set (>= 32 characters; - reads standard input; generated on create when not given)")
 	fs.StringVar(&f.appID, "wechat-appid", "", "WeChat appid the client is bound to")
+	fs.StringVar(&f.loginPage, "wechat-login-page", "", "wechat_login_page: the mini-program page a scan-to-login QR code opens, e.g. pages/scan/index (empty: the app's home page)")
 	fs.StringVar(&f.appSecretFile, "wechat-app-secret-file", "", "file holding the WeChat app secret (write-only; - reads standard input)")
 	// The old value flags stay, hidden, to explain the change rather than
 	// fail with "unknown flag"; a secret in argv leaks to shell history and ps.
@@ -177,8 +180,10 @@ func (f *clientFlags) apply(cmd *cobra.Command, body map[string]any) error {
 	set("audience", "audience", f.audience)
 	set("redirect-uri", "redirect_uris", f.redirects)
 	set("allowed-cors-origin", "allowed_cors_origins", f.corsOrigins)
+	set("post-logout-redirect-uri", "post_logout_redirect_uris", f.logoutRedirects)
 	set("auth-method", "token_endpoint_auth_method", f.authMethod)
 	set("wechat-appid", "wechat_appid", f.appID)
+	set("wechat-login-page", "wechat_login_page", f.loginPage)
 	for flag, field := range map[string]string{"secret-file": "client_secret", "wechat-app-secret-file": "wechat_app_secret"} {
 		if !fs.Changed(flag) {
 			continue

@@ -225,3 +225,65 @@ func TestAdminRefusesBadRedirectURIs(t *testing.T) {
 		t.Fatalf("redirect_uris %v, want [%s]", got["redirect_uris"], withComma)
 	}
 }
+
+// TestClientsCLIScanLoginFields: the scan-to-login client fields go through
+// the CLI and the admin API both ways, and `clients update` keeps them
+// unless their flags are given.
+func TestClientsCLIScanLoginFields(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, testConfig(migratedDB(t)))
+	get := func(id string) map[string]any {
+		t.Helper()
+		status, got := srv.adminJSON(t, "GET", "/admin/clients/"+id, testAdminToken, nil)
+		if status != 200 {
+			t.Fatalf("GET %s: %d %v", id, status, got)
+		}
+		return got
+	}
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := runClients(t, srv, "", args...); err != nil {
+			t.Fatalf("clients %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	checkURIs := func(id string, want ...string) {
+		t.Helper()
+		got, _ := get(id)["post_logout_redirect_uris"].([]any)
+		if len(got) != len(want) {
+			t.Fatalf("%s: post_logout_redirect_uris = %v, want %q", id, got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%s: post_logout_redirect_uris = %v, want %q", id, got, want)
+			}
+		}
+	}
+
+	const bye, byeComma = "https://web.example.com/bye", "https://web.example.com/?a=1,2"
+	run("create", "--id", "web", "--grant-type", "authorization_code", "--redirect-uri", "https://web.example.com/cb",
+		"--post-logout-redirect-uri", bye, "--post-logout-redirect-uri", byeComma)
+	checkURIs("web", bye, byeComma)
+	run("create", "--id", "mp", "--auth-method", "none", "--wechat-appid", "wxmini",
+		"--wechat-app-secret-file", writeSecret(t, "app-secret"), "--wechat-login-page", "pages/scan/index")
+	if got := get("mp")["wechat_login_page"]; got != "pages/scan/index" {
+		t.Fatalf("wechat_login_page = %v", got)
+	}
+
+	run("update", "web", "--name", "Web")
+	run("update", "mp", "--name", "Mini")
+	checkURIs("web", bye, byeComma)
+	if got := get("mp"); got["wechat_login_page"] != "pages/scan/index" || got["client_name"] != "Mini" {
+		t.Fatalf("update --name lost wechat_login_page: %v", got)
+	}
+
+	run("update", "web", "--post-logout-redirect-uri", "https://web.example.com/new")
+	checkURIs("web", "https://web.example.com/new")
+	if out, err := runClients(t, srv, "", "update", "mp", "--wechat-login-page", "/pages/scan/index"); err == nil ||
+		!strings.Contains(err.Error(), "invalid_client_metadata") {
+		t.Fatalf("update with a bad page: %v\n%s", err, out)
+	}
+	run("update", "mp", "--wechat-login-page", "")
+	if got, ok := get("mp")["wechat_login_page"]; ok && got != "" {
+		t.Fatalf("wechat_login_page after clearing it = %v", got)
+	}
+}

@@ -73,8 +73,9 @@ func TestRetryAfterOn503And429(t *testing.T) {
 	check("wechat unreachable", http.StatusServiceUnavailable)
 }
 
-// TestDiscoveryListsWhatIsServed: no response type without an
-// authorization endpoint, and every listed claim is really emitted.
+// TestDiscoveryListsWhatIsServed: the code response type with the
+// authorization endpoint that serves it, and every listed claim is really
+// emitted.
 func TestDiscoveryListsWhatIsServed(t *testing.T) {
 	t.Parallel()
 	e := newLifecycleEnv(t)
@@ -83,11 +84,11 @@ func TestDiscoveryListsWhatIsServed(t *testing.T) {
 	if err := json.Unmarshal(raw, &disc); status != 200 || err != nil {
 		t.Fatalf("discovery: %d %s", status, raw)
 	}
-	if rt, ok := disc["response_types_supported"].([]any); !ok || len(rt) != 0 {
-		t.Errorf("response_types_supported %v, want [] (there is no authorization endpoint)", disc["response_types_supported"])
+	if rt, ok := disc["response_types_supported"].([]any); !ok || len(rt) != 1 || rt[0] != "code" {
+		t.Errorf("response_types_supported %v, want [code]", disc["response_types_supported"])
 	}
-	if _, ok := disc["authorization_endpoint"]; ok {
-		t.Error("discovery lists an authorization endpoint")
+	if disc["authorization_endpoint"] != e.issuer+"/oauth2/auth" {
+		t.Errorf("authorization_endpoint %v", disc["authorization_endpoint"])
 	}
 
 	// Every claim listed appears in the ID token or at userinfo.
@@ -103,6 +104,9 @@ func TestDiscoveryListsWhatIsServed(t *testing.T) {
 	for k, v := range info {
 		seen[k] = v
 	}
+	// nonce comes only with the authorization code flow (TestScanLogin
+	// checks it there).
+	seen["nonce"] = true
 	for _, c := range disc["claims_supported"].([]any) {
 		if _, ok := seen[c.(string)]; !ok {
 			t.Errorf("claim %q is listed but never emitted", c)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wxidp/wxidp/provider"
 	"github.com/wxidp/wxidp/ratelimit"
 )
 
@@ -65,8 +66,9 @@ func TestRateLimits(t *testing.T) {
 
 // TestConfidentialClientNotLockedOutByOthers: with the default limits,
 // wrong secrets naming a confidential client from 20 addresses lock out
-// only those addresses (each after 20 failures, reported to the audit
-// trail once), and the client itself keeps getting tokens.
+// only those addresses (each after 20 failures), and the client itself
+// keeps getting tokens. The audit trail records one lockout per address
+// up to provider.LockoutEventsPerClient a minute; the rest are counted.
 func TestConfidentialClientNotLockedOutByOthers(t *testing.T) {
 	t.Parallel()
 	e := newWeChatEnv(t, func(c *serveConfig) { c.limitsConfig = defaultLimits() })
@@ -100,8 +102,8 @@ func TestConfidentialClientNotLockedOutByOthers(t *testing.T) {
 		`SELECT count(*) FROM audit_events WHERE type = 'auth.lockout' AND target = 'svc'`).Scan(&lockouts); err != nil {
 		t.Fatal(err)
 	}
-	if lockouts != 20 {
-		t.Fatalf("%d lockout events, want one per address (20)", lockouts)
+	if lockouts != provider.LockoutEventsPerClient {
+		t.Fatalf("%d lockout events from 20 addresses, want the per-client cap %d", lockouts, provider.LockoutEventsPerClient)
 	}
 }
 

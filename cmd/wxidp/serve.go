@@ -24,6 +24,7 @@ import (
 	"github.com/wxidp/wxidp/provider"
 	"github.com/wxidp/wxidp/provider/clientreg"
 	"github.com/wxidp/wxidp/provider/grants"
+	"github.com/wxidp/wxidp/provider/scan"
 	"github.com/wxidp/wxidp/provider/wechat"
 	"github.com/wxidp/wxidp/provider/wechat/wechatfake"
 	"github.com/wxidp/wxidp/storage"
@@ -48,6 +49,8 @@ type serveConfig struct {
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
 	IDTokenTTL      time.Duration
+	// LoginTicketTTL is how long a scan-to-login QR code may be scanned.
+	LoginTicketTTL  time.Duration
 	KeyReload       time.Duration
 	KeyRotation     time.Duration
 	JWKSMaxAge      time.Duration
@@ -101,6 +104,7 @@ func newServeCmd() *cobra.Command {
 	fs.DurationVar(&cfg.AccessTokenTTL, "access-token-ttl", 15*time.Minute, "access token lifetime")
 	fs.DurationVar(&cfg.RefreshTokenTTL, "refresh-token-ttl", 720*time.Hour, "refresh token lifetime")
 	fs.DurationVar(&cfg.IDTokenTTL, "id-token-ttl", time.Hour, "ID token lifetime")
+	fs.DurationVar(&cfg.LoginTicketTTL, "login-ticket-ttl", 2*time.Minute, "how long a scan-to-login QR code may be scanned and approved")
 	fs.DurationVar(&cfg.KeyReload, "key-reload-interval", 10*time.Second, "how often signing keys are reloaded from storage")
 	fs.DurationVar(&cfg.KeyRotation, "key-rotation", 30*24*time.Hour, "rotate the signing key when the active one is this old; 0 disables")
 	fs.DurationVar(&cfg.JWKSMaxAge, "jwks-max-age", 10*time.Minute, "how long verifiers may cache the JWKS; keys are published this long (plus the reload interval) before they sign")
@@ -118,7 +122,7 @@ func newServeCmd() *cobra.Command {
 		"issuer": "WXIDP_ISSUER", "public-addr": "WXIDP_PUBLIC_ADDR", "admin-addr": "WXIDP_ADMIN_ADDR",
 		"secrets": "WXIDP_SECRETS", "admin-token": "WXIDP_ADMIN_TOKEN", "wechat-api-base": "WXIDP_WECHAT_API_BASE", "wechat-timeout": "WXIDP_WECHAT_TIMEOUT",
 		"access-token-ttl": "WXIDP_ACCESS_TOKEN_TTL", "refresh-token-ttl": "WXIDP_REFRESH_TOKEN_TTL",
-		"id-token-ttl": "WXIDP_ID_TOKEN_TTL", "key-reload-interval": "WXIDP_KEY_RELOAD_INTERVAL",
+		"id-token-ttl": "WXIDP_ID_TOKEN_TTL", "login-ticket-ttl": "WXIDP_LOGIN_TICKET_TTL", "key-reload-interval": "WXIDP_KEY_RELOAD_INTERVAL",
 	} {
 		bindEnv(fs, flag, env)
 	}
@@ -226,6 +230,16 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		return err
 	}
 	defer lim.close()
+	// Dev mode draws plain QR codes: the fake WeChat's codes open no
+	// mini-program.
+	var wxacode scan.WXACodeAPI = wx
+	if cfg.Dev {
+		wxacode = nil
+	}
+	csrfKey, err := keys.DeriveKey(secrets[0], "wxidp/login-csrf/v1")
+	if err != nil {
+		return err
+	}
 	prov, err := provider.New(provider.Config{
 		Issuer:               cfg.Issuer,
 		AccessTokenTTL:       cfg.AccessTokenTTL,
@@ -233,8 +247,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		IDTokenTTL:           cfg.IDTokenTTL,
 		GlobalSecret:         globalSecrets[0],
 		RotatedGlobalSecrets: globalSecrets[1:],
+		Login:                provider.LoginConfig{TicketTTL: cfg.LoginTicketTTL},
 	}, provider.Deps{Store: cfg.providerStore(store), Signer: km.Signer(), Hasher: hasher, WeChat: wx, Cipher: cipher, Log: log, Audit: rec,
-		Limits: lim.provider, Now: cfg.now})
+		Limits: lim.provider, Now: cfg.now, WXACode: wxacode})
 	if err != nil {
 		return err
 	}
@@ -249,7 +264,8 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 	public, err := web.NewPublic(web.PublicConfig{
 		Metrics: metrics,
 		Issuer:  cfg.Issuer, GrantTypes: grants.Supported(), Log: log, Tokens: prov, UserInfo: prov, Lifecycle: prov, Keys: km, Store: store,
-		CORS:           store,
+		CORS:  store,
+		Login: prov, Tickets: prov, CSRFKey: csrfKey,
 		RateLimit:      lim.web,
 		TrustedProxies: ipNets(cfg.TrustedProxies),
 		// ctx ends (SIGTERM) before the listeners see it and shut down,
@@ -355,6 +371,9 @@ func (cfg *serveConfig) validate() error {
 	}
 	if cfg.JWKSMaxAge < time.Second {
 		missing = append(missing, errors.New("the JWKS max age must be at least 1s"))
+	}
+	if cfg.LoginTicketTTL < 0 || cfg.LoginTicketTTL > time.Hour {
+		missing = append(missing, errors.New("the login ticket lifetime must be between 0 (the default, 2m) and 1h"))
 	}
 	if cfg.RefreshGrace < 0 || cfg.JanitorEvery < 0 || cfg.KeyRotation < 0 {
 		missing = append(missing, errors.New("the refresh grace and the janitor interval cannot be negative"))

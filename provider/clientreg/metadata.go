@@ -29,6 +29,8 @@ type Metadata struct {
 	WeChatAppID             string
 	WeChatAppSecret         string // write-only
 	AllowedCORSOrigins      []string
+	PostLogoutRedirectURIs  []string
+	WeChatLoginPage         string
 }
 
 var (
@@ -36,7 +38,14 @@ var (
 	clientIDPattern    = regexp.MustCompile(`^[A-Za-z0-9._~-]{1,128}$`)
 	scopePattern       = regexp.MustCompile(`^[\x21\x23-\x5B\x5D-\x7E]{1,128}$`) // RFC 6749 scope-token
 	authMethods        = []string{"client_secret_basic", "client_secret_post", "none"}
+	// wechatPagePattern is a mini-program page path as wxacode.getUnlimited
+	// takes it: slash-separated segments, no leading slash, no query.
+	wechatPagePattern = regexp.MustCompile(`^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$`)
 )
+
+// maxWeChatPageLen bounds wechat_login_page (WeChat's own limit on a page
+// path is not documented; real ones are a few dozen bytes).
+const maxWeChatPageLen = 128
 
 // build validates md into a record; old is the record being replaced.
 func (cs *Registry) build(ctx context.Context, md Metadata, old *storage.Client) (*storage.Client, error) {
@@ -73,13 +82,23 @@ func (cs *Registry) build(ctx context.Context, md Metadata, old *storage.Client)
 			return nil, bad("grant_types: the WeChat-code grant is for public mini-program clients (token_endpoint_auth_method none)")
 		}
 	}
-	// A mini-program client is public and bound to exactly one appid; a
-	// confidential client has no WeChat binding.
-	if public && md.WeChatAppID == "" {
-		return nil, bad("wechat_appid is required for a public client (token_endpoint_auth_method none)")
+	// A mini-program client is public and bound to exactly one appid. A
+	// scan-to-login website (the authorization code grant) may name the
+	// mini-program whose code its login page shows; a public one (a
+	// single-page or native app) need not. Other confidential clients have
+	// no WeChat binding.
+	authCode := slices.Contains(md.GrantTypes, grants.AuthorizationCode)
+	if public && md.WeChatAppID == "" && slices.Contains(md.GrantTypes, grants.WeChatCode) {
+		return nil, bad("wechat_appid is required for a public client of the WeChat-code grant (token_endpoint_auth_method none)")
 	}
-	if !public && (md.WeChatAppID != "" || md.WeChatAppSecret != "") {
-		return nil, bad("wechat_appid and wechat_app_secret belong to public clients (token_endpoint_auth_method none)")
+	// The authorization endpoint redirects only to a registered URI: a
+	// client without one could never receive a code.
+	if authCode && len(md.RedirectURIs) == 0 {
+		return nil, bad("redirect_uris: the authorization_code grant needs at least one redirect URI")
+	}
+	if !public && !authCode && (md.WeChatAppID != "" || md.WeChatAppSecret != "") {
+		return nil, bad("wechat_appid and wechat_app_secret belong to public clients (token_endpoint_auth_method none) " +
+			"and to clients of the authorization_code grant")
 	}
 	if public && md.ClientSecret != "" {
 		return nil, bad("client_secret: a public client has no secret")
@@ -109,6 +128,16 @@ func (cs *Registry) build(ctx context.Context, md Metadata, old *storage.Client)
 			return nil, err
 		}
 	}
+	// Logout targets follow the same rules: RP-initiated logout compares
+	// them by exact string equality as well.
+	for _, u := range md.PostLogoutRedirectURIs {
+		if err := validateURI("post_logout_redirect_uris", u); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkWeChatLoginPage(md.WeChatLoginPage, md.WeChatAppID); err != nil {
+		return nil, err
+	}
 	// Origins, like redirect URIs, are stored as given: the CORS check
 	// compares them with the Origin header byte for byte.
 	if err := checkCORSOrigins(md.AllowedCORSOrigins); err != nil {
@@ -130,8 +159,10 @@ func (cs *Registry) build(ctx context.Context, md Metadata, old *storage.Client)
 		Audience:                dedupe(md.Audience),
 		RedirectURIs:            dedupe(md.RedirectURIs),
 		AllowedCORSOrigins:      dedupe(md.AllowedCORSOrigins),
+		PostLogoutRedirectURIs:  dedupe(md.PostLogoutRedirectURIs),
 		TokenEndpointAuthMethod: md.TokenEndpointAuthMethod,
 		WeChatAppID:             md.WeChatAppID,
+		WeChatLoginPage:         md.WeChatLoginPage,
 	}
 	if old != nil {
 		c.SecretHash = old.SecretHash
@@ -160,10 +191,28 @@ func (cs *Registry) build(ctx context.Context, md Metadata, old *storage.Client)
 		}
 		c.WeChatAppSecret = sealed
 	}
-	if public && len(c.WeChatAppSecret) == 0 {
-		return nil, bad("wechat_app_secret is required for a mini-program client")
+	// Every WeChat binding calls WeChat: code2session for a mini-program,
+	// the mini-program code API for a scan-to-login website.
+	if c.WeChatAppID != "" && len(c.WeChatAppSecret) == 0 {
+		return nil, bad("wechat_app_secret is required with wechat_appid")
 	}
 	return c, nil
+}
+
+// checkWeChatLoginPage accepts an empty page (the app's home) or a page
+// path of the mini-program appID, which a scan-to-login QR code opens.
+func checkWeChatLoginPage(page, appID string) error {
+	if page == "" {
+		return nil
+	}
+	if appID == "" {
+		return fmt.Errorf("%w: wechat_login_page needs wechat_appid (it is a page of that mini-program)", ErrInvalidMetadata)
+	}
+	if len(page) > maxWeChatPageLen || !wechatPagePattern.MatchString(page) {
+		return fmt.Errorf("%w: wechat_login_page %q is not a mini-program page path such as pages/scan/index "+
+			"(at most %d bytes of A-Z a-z 0-9 _ - in segments separated by /, no leading slash)", ErrInvalidMetadata, page, maxWeChatPageLen)
+	}
+	return nil
 }
 
 func dedupe(in []string) []string {

@@ -41,15 +41,19 @@ var (
 // http://localhost@evil.com/), nothing that parsing would rewrite: the scheme
 // and host must already be lowercase and the host must not be
 // percent-encoded, so the string stored is the string a browser is sent to.
-func ValidateRedirectURI(raw string) error {
+func ValidateRedirectURI(raw string) error { return validateURI("redirect_uris", raw) }
+
+// validateURI is ValidateRedirectURI for any field of redirect URIs
+// (post_logout_redirect_uris too); errors name field.
+func validateURI(field, raw string) error {
 	bad := func(why string) error {
-		return fmt.Errorf("%w: redirect_uris: %q %s", ErrInvalidRedirectURI, raw, why)
+		return fmt.Errorf("%w: %s: %q %s", ErrInvalidRedirectURI, field, raw, why)
 	}
 	if raw == "" {
 		return bad("is empty")
 	}
 	if len(raw) > maxRedirectURILen {
-		return fmt.Errorf("%w: redirect_uris: a URI is longer than %d characters", ErrInvalidRedirectURI, maxRedirectURILen)
+		return fmt.Errorf("%w: %s: a URI is longer than %d characters", ErrInvalidRedirectURI, field, maxRedirectURILen)
 	}
 	for i := 0; i < len(raw); i++ {
 		// Whitespace, controls and non-ASCII are never part of a URI (RFC

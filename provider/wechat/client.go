@@ -113,6 +113,11 @@ type call struct {
 	query   url.Values
 	body    any      // JSON-encoded for POST
 	secrets []string // values scrubbed from any error text
+	// binary, when set, takes every 200 answer that is not JSON (wxacode's
+	// image) instead of the JSON decoding into out; a JSON answer without a
+	// non-zero errcode is then malformed. maxBody (default maxBody) bounds it.
+	binary  func(data []byte) error
+	maxBody int64
 }
 
 // status is the part of every WeChat answer that reports failure.
@@ -192,13 +197,20 @@ func (c *Client) once(ctx context.Context, cl call, body []byte, out any) error 
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody)) // lets the connection be reused
 		return statusError(cl.op, resp.StatusCode)
 	}
-	// Content-Type is not checked: jscode2session answers JSON as text/plain.
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	// Content-Type is not trusted: jscode2session answers JSON as text/plain.
+	limit := int64(maxBody)
+	if cl.maxBody > 0 {
+		limit = cl.maxBody
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		return transportError(cl.op, err, cl.secrets)
 	}
-	if len(data) > maxBody {
+	if int64(len(data)) > limit {
 		return malformed(cl.op)
+	}
+	if cl.binary != nil && !isJSONAnswer(resp.Header.Get("Content-Type"), data) {
+		return cl.binary(data)
 	}
 	var st status
 	if err := json.Unmarshal(data, &st); err != nil {
@@ -206,6 +218,9 @@ func (c *Client) once(ctx context.Context, cl call, body []byte, out any) error 
 	}
 	if st.ErrCode != 0 {
 		return &APIError{Op: cl.op, Code: st.ErrCode, Msg: redact(st.ErrMsg, cl.secrets)}
+	}
+	if cl.binary != nil {
+		return malformed(cl.op)
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return malformed(cl.op)

@@ -1,6 +1,8 @@
-// Package wechat is a small client of the three WeChat server APIs wxidp
+// Package wechat is a small client of the four WeChat server APIs wxidp
 // needs: code2Session (trade a wx.login code for openid, unionid and
-// session_key), getStableAccessToken, and getPhoneNumber.
+// session_key), getStableAccessToken, getPhoneNumber, and
+// wxacode.getUnlimited (the mini-program code a user scans to log in on
+// another screen).
 //
 // It is written around three facts of the real API that other client
 // libraries got wrong:

@@ -10,8 +10,8 @@ import (
 )
 
 // WeChat errcodes the rest of wxidp branches on. The full list is WeChat's
-// "global return codes"; these are the ones code2Session, stable_token and
-// getuserphonenumber actually return.
+// "global return codes"; these are the ones code2Session, stable_token,
+// getuserphonenumber and getwxacodeunlimit actually return.
 const (
 	CodeBusy          = -1    // system busy; the only code retried, once
 	CodeInvalidCode   = 40029 // login/phone code unknown, expired or for another appid
@@ -25,6 +25,10 @@ const (
 	CodeMissingCode   = 41008
 	CodeInvalidToken  = 40001 // access_token unknown or replaced by a newer one
 	CodeTokenExpired  = 42001
+	CodeInvalidScene  = 40129 // wxacode scene empty, too long or with a forbidden character
+	CodeInvalidPage   = 41030 // wxacode page not in the published version, or with a leading slash
+	CodeInvalidArgs   = 40097 // e.g. wxacode env_version or width refused
+	CodeDailyQuota    = 45009 // daily API quota reached
 )
 
 // ErrUnavailable is wrapped by every error that says "WeChat could not answer
@@ -42,7 +46,7 @@ const maxMsgLen = 256
 
 // APIError is a refusal by WeChat: an answer with a non-zero errcode.
 type APIError struct {
-	Op   string // "code2session", "stable_token" or "phone_number"
+	Op   string // "code2session", "stable_token", "phone_number" or "wxacode"
 	Code int    // WeChat errcode, see the Code* constants
 	Msg  string // WeChat errmsg (e.g. "invalid code, rid: ..."), truncated
 }

@@ -84,6 +84,12 @@ func (s *Store) PurgeExpired(ctx context.Context, expiredBefore, inactiveBefore 
 	expiredAt := func(exp time.Time) (time.Time, bool) { return exp, expiredBy(exp, expiredBefore) }
 	stats[jtiTable] = dropAll(t, s.jtis, oldest(s.jtis, batch, expiredAt))
 	stats[wxCodeTable] = dropAll(t, s.codes, oldest(s.codes, batch, expiredAt))
+	stats[ticketTable] = dropAll(t, s.tickets, oldest(s.tickets, batch, func(lt storage.LoginTicket) (time.Time, bool) {
+		return expiredAt(lt.ExpiresAt)
+	}))
+	stats[sessionTable] = dropAll(t, s.sessions, oldest(s.sessions, batch, func(bs storage.BrowserSession) (time.Time, bool) {
+		return expiredAt(bs.ExpiresAt)
+	}))
 	return stats, nil
 }
 

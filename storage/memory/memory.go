@@ -64,6 +64,7 @@ type Store struct {
 	leases  map[string]lease
 	userData
 	auditLog
+	loginData
 	// Options, fixed by New.
 	grace time.Duration
 	clock func() time.Time
@@ -94,12 +95,13 @@ func WithClock(now func() time.Time) Option {
 // New returns an empty store.
 func New(opts ...Option) *Store {
 	s := &Store{
-		clients:  map[string]storage.Client{},
-		keys:     map[string]storage.SigningKey{},
-		jtis:     map[string]time.Time{},
-		leases:   map[string]lease{},
-		userData: newUserData(),
-		clock:    time.Now,
+		clients:   map[string]storage.Client{},
+		keys:      map[string]storage.SigningKey{},
+		jtis:      map[string]time.Time{},
+		leases:    map[string]lease{},
+		userData:  newUserData(),
+		loginData: newLoginData(),
+		clock:     time.Now,
 	}
 	for k := range s.rows {
 		s.rows[k] = map[string]row{}
@@ -148,6 +150,7 @@ func copyClient(c *storage.Client) storage.Client {
 	out.Audience = slices.Clone(c.Audience)
 	out.RedirectURIs = slices.Clone(c.RedirectURIs)
 	out.AllowedCORSOrigins = slices.Clone(c.AllowedCORSOrigins)
+	out.PostLogoutRedirectURIs = slices.Clone(c.PostLogoutRedirectURIs)
 	out.WeChatAppSecret = bytes.Clone(c.WeChatAppSecret)
 	return out
 }
@@ -227,9 +230,9 @@ func (s *Store) UpdateClient(ctx context.Context, c *storage.Client, ifUpdatedAt
 	return nil
 }
 
-// DeleteClient removes the client and every request issued to it, as the
-// foreign keys of the PostgreSQL schema do: a client registered later under
-// the same ID must not inherit its grants.
+// DeleteClient removes the client, every request issued to it and its
+// login tickets, as the foreign keys of the PostgreSQL schema do: a client
+// registered later under the same ID must not inherit its grants.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	t, err := s.lock(ctx)
 	if err != nil {
@@ -245,6 +248,11 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 			if r.rec.ClientID == id {
 				drop(t, m, key)
 			}
+		}
+	}
+	for key, lt := range s.tickets {
+		if lt.ClientID == id {
+			drop(t, s.tickets, key)
 		}
 	}
 	return nil

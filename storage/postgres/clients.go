@@ -15,13 +15,13 @@ import (
 // order; token queries join it under the alias c.
 const clientColumns = `c.id, c.secret_hash, c.name, c.grant_types, c.scopes, c.audience, c.redirect_uris,
 	c.token_endpoint_auth_method, c.wechat_appid, c.wechat_app_secret, c.created_at, c.updated_at,
-	c.allowed_cors_origins`
+	c.allowed_cors_origins, c.post_logout_redirect_uris, c.wechat_login_page`
 
 // clientDest returns scan destinations for clientColumns into c.
 func clientDest(c *storage.Client) []any {
 	return []any{&c.ID, &c.SecretHash, &c.Name, &c.GrantTypes, &c.Scopes, &c.Audience, &c.RedirectURIs,
 		&c.TokenEndpointAuthMethod, &c.WeChatAppID, &c.WeChatAppSecret, &c.CreatedAt, &c.UpdatedAt,
-		&c.AllowedCORSOrigins}
+		&c.AllowedCORSOrigins, &c.PostLogoutRedirectURIs, &c.WeChatLoginPage}
 }
 
 // normalizeClient fixes up a scanned client: timestamps in UTC like every
@@ -46,11 +46,11 @@ func (s *Store) CreateClient(ctx context.Context, c *storage.Client) error {
 	}
 	_, err := s.db(ctx).Exec(ctx, `INSERT INTO clients (id, secret_hash, name, grant_types, scopes, audience,
 		redirect_uris, token_endpoint_auth_method, wechat_appid, wechat_app_secret, created_at, updated_at,
-		allowed_cors_origins)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+		allowed_cors_origins, post_logout_redirect_uris, wechat_login_page)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		c.ID, nullBytes(c.SecretHash), c.Name, strs(c.GrantTypes), strs(c.Scopes), strs(c.Audience),
 		strs(c.RedirectURIs), c.TokenEndpointAuthMethod, c.WeChatAppID, nullBytes(c.WeChatAppSecret),
-		c.CreatedAt, c.UpdatedAt, strs(c.AllowedCORSOrigins))
+		c.CreatedAt, c.UpdatedAt, strs(c.AllowedCORSOrigins), strs(c.PostLogoutRedirectURIs), c.WeChatLoginPage)
 	return recordErr("create client", err)
 }
 
@@ -101,12 +101,13 @@ func (s *Store) UpdateClient(ctx context.Context, c *storage.Client, ifUpdatedAt
 	err := s.db(ctx).QueryRow(ctx, `UPDATE clients SET secret_hash = $2, name = $3, grant_types = $4, scopes = $5,
 		audience = $6, redirect_uris = $7, token_endpoint_auth_method = $8, wechat_appid = $9,
 		wechat_app_secret = $10, updated_at = GREATEST($11, updated_at + interval '1 microsecond'),
-		allowed_cors_origins = $12
+		allowed_cors_origins = $12, post_logout_redirect_uris = $14, wechat_login_page = $15
 		WHERE id = $1 AND ($13::timestamptz IS NULL OR updated_at = $13)
 		RETURNING created_at, updated_at`,
 		c.ID, nullBytes(c.SecretHash), c.Name, strs(c.GrantTypes), strs(c.Scopes), strs(c.Audience),
 		strs(c.RedirectURIs), c.TokenEndpointAuthMethod, c.WeChatAppID, nullBytes(c.WeChatAppSecret),
-		now(), strs(c.AllowedCORSOrigins), nullTime(ifUpdatedAt)).Scan(&created, &updated)
+		now(), strs(c.AllowedCORSOrigins), nullTime(ifUpdatedAt), strs(c.PostLogoutRedirectURIs),
+		c.WeChatLoginPage).Scan(&created, &updated)
 	if errors.Is(err, pgx.ErrNoRows) && !ifUpdatedAt.IsZero() {
 		// No row matched: absent, or changed since the caller read it.
 		var exists bool

@@ -60,6 +60,8 @@ var purgeStatements = []purgeStatement{
 	purgeExpired("oauth2_oidc_sessions", "signature"),
 	purgeExpired("client_assertion_jtis", "jti"),
 	purgeExpired("wechat_codes", "app_id, code_hash"),
+	purgeExpired("login_tickets", "id"),
+	purgeExpired("browser_sessions", "id"),
 }
 
 // PurgeExpired deletes, per table, at most batch rows that expired before

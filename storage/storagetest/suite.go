@@ -55,6 +55,7 @@ func Run[S storage.Store](t *testing.T, newStore func(t *testing.T) S, only ...s
 		{"Purge", testPurge, false},
 		{"Leases", testLeases, false},
 		{"Audit", testAudit, false},
+		{"Login", testLogin, false},
 		{"Ping", testPing, false},
 	}
 	for _, g := range groups {
@@ -142,8 +143,10 @@ func newClient(id string) *storage.Client {
 		Scopes:                  []string{"openid", "offline", "profile"},
 		Audience:                []string{"https://api.example.com"},
 		RedirectURIs:            []string{"https://app.example.com/cb", "https://app.example.com/cb2"},
+		PostLogoutRedirectURIs:  []string{"https://app.example.com/bye", "https://app.example.com/"},
 		TokenEndpointAuthMethod: "client_secret_basic",
 		WeChatAppID:             "wx" + id,
+		WeChatLoginPage:         "pages/scan/index",
 		WeChatAppSecret:         []byte{0, 1, 2, 0xfe, 0xff},
 	}
 }

@@ -30,6 +30,12 @@ func testClients(t *testing.T, su suite) {
 			c.AllowedCORSOrigins = []string{"https://spa.example.com", "http://localhost:3000"}
 			return c
 		}},
+		{"ScanToLogin", func() *storage.Client {
+			c := newClient("web")
+			c.PostLogoutRedirectURIs = []string{"https://web.example.com/logged-out", "http://127.0.0.1:8080/bye"}
+			c.WeChatLoginPage = "pages/login/scan_index"
+			return c
+		}},
 		{"Minimal", func() *storage.Client {
 			return &storage.Client{ID: "min", TokenEndpointAuthMethod: "client_secret_post"}
 		}},
@@ -126,8 +132,10 @@ func testClients(t *testing.T, su suite) {
 			Audience:                []string{"https://a.example", "https://b.example"},
 			RedirectURIs:            nil,
 			AllowedCORSOrigins:      []string{"https://spa.example.com"},
+			PostLogoutRedirectURIs:  []string{"https://a.example/after-logout"},
 			TokenEndpointAuthMethod: "client_secret_post",
 			WeChatAppID:             "wxnew",
+			WeChatLoginPage:         "pages/other/index",
 			WeChatAppSecret:         []byte("new-ciphertext"),
 		}
 		upd := *want
@@ -242,12 +250,14 @@ func testClients(t *testing.T, su suite) {
 			t.Fatalf("CreateClient: %v", err)
 		}
 		c.RedirectURIs[0] = "https://evil.example/cb"
+		c.PostLogoutRedirectURIs[0] = "https://evil.example/bye"
 		c.WeChatAppSecret[0] = 42
 		got, err := s.LookupClient(ctx, "a")
 		if err != nil {
 			t.Fatalf("LookupClient: %v", err)
 		}
 		got.Scopes[0] = "admin"
+		got.PostLogoutRedirectURIs[1] = "https://evil.example/"
 		got.SecretHash[0] = 'X'
 		fc, err := s.GetClient(ctx, "a")
 		if err != nil {
@@ -335,6 +345,19 @@ func testClients(t *testing.T, su suite) {
 			oc.GetTokenEndpointAuthMethod() != want.TokenEndpointAuthMethod || oc.IsPublic() {
 			t.Errorf("fosite view of the client does not match the record: %+v", oc.DefaultClient)
 		}
+		// The authorization endpoint serves "code" to clients registered for
+		// the authorization_code grant, and nothing to the others.
+		if got := oc.GetResponseTypes(); !sameStrings(got, []string{"code"}) {
+			t.Errorf("response types of an authorization_code client = %q, want [code]", got)
+		}
+		cc := newClient("svc")
+		cc.GrantTypes = []string{"client_credentials", "refresh_token"}
+		if err := s.CreateClient(ctx, cc); err != nil {
+			t.Fatalf("CreateClient: %v", err)
+		}
+		if fc, err := s.GetClient(ctx, "svc"); err != nil || len(fc.GetResponseTypes()) != 0 {
+			t.Errorf("response types of a client_credentials client = %v, %v; want none", fc, err)
+		}
 		if _, err := s.GetClient(ctx, "nope"); !errors.Is(err, fosite.ErrNotFound) {
 			t.Errorf("GetClient of an unknown client: %v, want fosite.ErrNotFound", err)
 		}
@@ -345,10 +368,10 @@ func testClients(t *testing.T, su suite) {
 func checkClient(t *testing.T, got, want *storage.Client) {
 	t.Helper()
 	if got.ID != want.ID || got.Name != want.Name || got.TokenEndpointAuthMethod != want.TokenEndpointAuthMethod ||
-		got.WeChatAppID != want.WeChatAppID {
-		t.Errorf("client scalars = {ID:%q Name:%q Auth:%q AppID:%q}, want {ID:%q Name:%q Auth:%q AppID:%q}",
-			got.ID, got.Name, got.TokenEndpointAuthMethod, got.WeChatAppID,
-			want.ID, want.Name, want.TokenEndpointAuthMethod, want.WeChatAppID)
+		got.WeChatAppID != want.WeChatAppID || got.WeChatLoginPage != want.WeChatLoginPage {
+		t.Errorf("client scalars = {ID:%q Name:%q Auth:%q AppID:%q Page:%q}, want {ID:%q Name:%q Auth:%q AppID:%q Page:%q}",
+			got.ID, got.Name, got.TokenEndpointAuthMethod, got.WeChatAppID, got.WeChatLoginPage,
+			want.ID, want.Name, want.TokenEndpointAuthMethod, want.WeChatAppID, want.WeChatLoginPage)
 	}
 	if !bytes.Equal(got.SecretHash, want.SecretHash) {
 		t.Errorf("SecretHash = %q, want %q", got.SecretHash, want.SecretHash)
@@ -365,6 +388,7 @@ func checkClient(t *testing.T, got, want *storage.Client) {
 		{"Audience", got.Audience, want.Audience},
 		{"RedirectURIs", got.RedirectURIs, want.RedirectURIs},
 		{"AllowedCORSOrigins", got.AllowedCORSOrigins, want.AllowedCORSOrigins},
+		{"PostLogoutRedirectURIs", got.PostLogoutRedirectURIs, want.PostLogoutRedirectURIs},
 	} {
 		if !sameStrings(f.got, f.want) {
 			t.Errorf("%s = %q, want %q", f.name, f.got, f.want)

@@ -19,6 +19,7 @@ import (
 var purgeTables = []string{
 	"oauth2_access_tokens", "oauth2_refresh_tokens", "oauth2_authorization_codes",
 	"oauth2_pkce_requests", "oauth2_oidc_sessions", "client_assertion_jtis", "wechat_codes",
+	"login_tickets", "browser_sessions",
 }
 
 // requestExpiring is newRequest with every token of the session expiring at

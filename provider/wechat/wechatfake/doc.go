@@ -21,6 +21,13 @@
 // and its code consumed, as on the real one), SetNow (the clock), ExpireToken
 // and Calls. All methods are safe for concurrent use.
 //
+// getwxacodeunlimit checks the access token like getuserphonenumber, the
+// scene (40129), env_version (40097) and page against the app's published
+// pages (41030; SetPublishedPages, DefaultPages otherwise). The real API
+// answers with a round "sun code" that only WeChat can read; the fake
+// answers with a PNG QR code holding exactly the scene, so tests (and a
+// developer's phone) can read it. WXACodes lists the codes drawn.
+//
 // For curl users in dev mode two extra endpoints stand in for the phone:
 //
 //	POST /_fake/login      appid, openid[, unionid]  -> {"code":"..."}

@@ -16,6 +16,7 @@ const (
 	PathCode2Session = "/sns/jscode2session"
 	PathStableToken  = "/cgi-bin/stable_token"
 	PathPhoneNumber  = "/wxa/business/getuserphonenumber"
+	PathWXACode      = "/wxa/getwxacodeunlimit"
 )
 
 const (
@@ -37,6 +38,7 @@ type Fake struct {
 	tokens        map[string]*token // access_token -> token, current and superseded
 	fail          map[string][]int  // path -> errcodes to answer next, in order
 	calls         map[string]int
+	wxaCodes      []WXACode // drawn codes, oldest first, at most maxWXACodes
 }
 
 type app struct {
@@ -44,6 +46,7 @@ type app struct {
 	current     string            // access token stable_token hands out
 	issued      int               // tokens issued so far
 	sessionKeys map[string]string // openid -> session_key of the latest login
+	pages       map[string]bool   // published pages, for wxacode's check_path
 }
 
 type loginCode struct {
@@ -79,6 +82,7 @@ func New() *Fake {
 	f.mux.HandleFunc(PathCode2Session, f.api(http.MethodGet, f.code2Session))
 	f.mux.HandleFunc(PathStableToken, f.api(http.MethodPost, f.stableToken))
 	f.mux.HandleFunc(PathPhoneNumber, f.api(http.MethodPost, f.phoneNumber))
+	f.mux.HandleFunc(PathWXACode, f.api(http.MethodPost, f.wxaCode))
 	f.mux.HandleFunc("POST /_fake/login", f.fakeLogin)
 	f.mux.HandleFunc("POST /_fake/phonecode", f.fakePhoneCode)
 	return f
@@ -87,7 +91,8 @@ func New() *Fake {
 // ServeHTTP serves the WeChat API and the /_fake/ helpers.
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.mux.ServeHTTP(w, r) }
 
-// AddApp registers a mini-program, or changes its secret.
+// AddApp registers a mini-program, or changes its secret. A new app has
+// the DefaultPages published (see SetPublishedPages).
 func (f *Fake) AddApp(appID, secret string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -95,7 +100,7 @@ func (f *Fake) AddApp(appID, secret string) {
 		a.secret = secret
 		return
 	}
-	f.apps[appID] = &app{secret: secret, sessionKeys: map[string]string{}}
+	f.apps[appID] = &app{secret: secret, sessionKeys: map[string]string{}, pages: pageSet(DefaultPages())}
 }
 
 // Login simulates wx.login in the mini-program appID for the user openID

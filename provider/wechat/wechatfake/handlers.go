@@ -17,16 +17,21 @@ var errmsgs = map[int]string{
 	40002: "invalid grant_type",
 	40013: "invalid appid",
 	40029: "invalid code",
+	40097: "invalid args",
 	40125: "invalid appsecret",
+	40129: "invalid scene",
 	40163: "code been used",
 	40226: "high risk user",
 	41001: "access_token missing",
 	41002: "appid missing",
 	41004: "appsecret missing",
 	41008: "missing code",
+	41030: "invalid page",
 	42001: "access_token expired",
+	45009: "reach max api daily quota limit",
 	45011: "api minute-quota reach limit  mustslower  retry next minute",
 	47001: "data format error",
+	85096: "scancode_time not allowed",
 }
 
 // maxRequest bounds request bodies; real ones are under 200 bytes.
@@ -73,6 +78,16 @@ func (f *Fake) api(method string, h apiFunc) http.HandlerFunc {
 		}
 		f.mu.Unlock()
 
+		// A picture is drawn here, outside f.mu: it takes milliseconds.
+		if b, ok := resp.(binaryAnswer); ok {
+			ct, data, err := b.render()
+			if err == nil {
+				w.Header().Set("Content-Type", ct)
+				_, _ = w.Write(data)
+				return
+			}
+			code = -1 // the fake failed; WeChat would say "system error"
+		}
 		if code != 0 {
 			msg, ok := errmsgs[code]
 			if !ok {

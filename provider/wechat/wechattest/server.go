@@ -13,6 +13,7 @@ const (
 	PathCode2Session = wechatfake.PathCode2Session
 	PathStableToken  = wechatfake.PathStableToken
 	PathPhoneNumber  = wechatfake.PathPhoneNumber
+	PathWXACode      = wechatfake.PathWXACode
 )
 
 // Server is a Fake listening on a local httptest.Server. Its URL is the base
