@@ -88,16 +88,14 @@ func New(store Store, opts Options) *Janitor {
 func (j *Janitor) RunOnce(ctx context.Context) (storage.PurgeStats, error) {
 	total := storage.PurgeStats{}
 	if err := j.lease(ctx); err != nil {
+		if !errors.Is(err, ErrBusy) {
+			// A TryLease cut short (SIGTERM) may have taken the lease in
+			// the database all the same.
+			j.release(ctx)
+		}
 		return total, err
 	}
-	defer func() {
-		// Release with a fresh context: ctx may be why we are stopping.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := j.store.ReleaseLease(rctx, leaseName, j.holder); err != nil {
-			j.opts.Log.Warn("janitor: release lease", "err", err)
-		}
-	}()
+	defer j.release(ctx)
 	for {
 		now := j.opts.Now()
 		stats, err := j.store.PurgeExpired(ctx, now.Add(-j.opts.Leeway), now.Add(-j.opts.InactiveRetention), j.opts.Batch)
@@ -118,6 +116,16 @@ func (j *Janitor) RunOnce(ctx context.Context) (storage.PurgeStats, error) {
 		if err := j.lease(ctx); err != nil {
 			return total, err
 		}
+	}
+}
+
+// release gives the lease up with a fresh context: ctx may be why we are
+// stopping.
+func (j *Janitor) release(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := j.store.ReleaseLease(rctx, leaseName, j.holder); err != nil {
+		j.opts.Log.Warn("janitor: release lease", "err", err)
 	}
 }
 

@@ -125,6 +125,14 @@ func (p *Provider) LoginPicture(ctx context.Context, ticket, secret string) (sca
 	if err != nil {
 		return scan.Picture{}, err
 	}
+	// Only a code someone may still scan is drawn: each mini-program code
+	// spends the app's WeChat quota.
+	if t.Expired(p.now()) {
+		return scan.Picture{}, storage.ErrExpired
+	}
+	if t.State != storage.TicketWaiting {
+		return scan.Picture{}, storage.ErrConflict
+	}
 	c, err := p.TicketClient(ctx, t)
 	if err != nil {
 		return scan.Picture{}, err
@@ -234,6 +242,18 @@ func (p *Provider) CompleteLogin(ctx context.Context, ticket, secret string) (c 
 		}
 		return &Completion{Request: ar}, err
 	}
+	// The code first: it checks that the user still exists (deleted
+	// between approval and now: access_denied, the ticket spent).
+	resp, err := p.GrantAuthorization(ctx, ar, t.UserID, t.DecidedAt, t.CreatedAt)
+	if errors.Is(err, fosite.ErrAccessDenied) {
+		if cerr := commit(); cerr != nil {
+			return nil, cerr
+		}
+		return &Completion{Request: ar}, err
+	}
+	if err != nil {
+		return &Completion{Request: ar}, err
+	}
 	sessSecret := scan.NewSecret()
 	if err := p.logins.CreateBrowserSession(ctx, &storage.BrowserSession{
 		ID: storage.HashKey(sessSecret), UserID: t.UserID, AuthTime: t.DecidedAt, AMR: []string{AMRScan},
@@ -241,14 +261,29 @@ func (p *Provider) CompleteLogin(ctx context.Context, ticket, secret string) (c 
 	}); err != nil {
 		return nil, outage(err)
 	}
-	resp, err := p.GrantAuthorization(ctx, ar, t.UserID, t.DecidedAt, t.CreatedAt)
-	if err != nil {
-		return &Completion{Request: ar}, err
-	}
 	if err := commit(); err != nil {
 		return nil, err
 	}
 	return &Completion{Request: ar, Response: resp, SessionSecret: sessSecret, SessionTTL: p.login.SessionTTL}, nil
+}
+
+// AuthorizeFromSession answers ar for the browser's existing login,
+// writing the code's rows (code, PKCE, OpenID Connect session) in one
+// transaction.
+func (p *Provider) AuthorizeFromSession(ctx context.Context, ar fosite.AuthorizeRequester, s *storage.BrowserSession) (resp fosite.AuthorizeResponder, err error) {
+	ctx, err = fstorage.MaybeBeginTx(ctx, p.store)
+	if err != nil {
+		return nil, outage(err)
+	}
+	resp, err = p.GrantAuthorization(ctx, ar, s.UserID, s.AuthTime, p.now())
+	if err != nil {
+		_ = fstorage.MaybeRollbackTx(ctx, p.store)
+		return nil, err
+	}
+	if err := fstorage.MaybeCommitTx(ctx, p.store); err != nil {
+		return nil, outage(err)
+	}
+	return resp, nil
 }
 
 // replay parses a ticket's stored authorization request again, so the

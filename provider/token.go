@@ -40,8 +40,26 @@ func (p *Provider) Token(ctx context.Context, r *http.Request) (fosite.AccessReq
 	}
 	resp, err := p.oauth.NewAccessResponse(ctx, ar)
 	p.limits.issued(ctx, ar, err)
+	if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+		return ar, nil, p.codeReused(ctx, ar)
+	}
 	if err != nil {
 		return ar, nil, outage(err)
 	}
 	return ar, resp, nil
+}
+
+// codeReused answers the loser of concurrent exchanges of one
+// authorization code (fosite calls it a server error): invalid_grant, and,
+// as for a replay (RFC 6749 §4.1.2), the tokens issued with the code are
+// revoked: the winner has committed by now (the loser waited on its row
+// lock).
+func (p *Provider) codeReused(ctx context.Context, ar fosite.AccessRequester) error {
+	if err := p.store.RevokeRefreshToken(ctx, ar.GetID()); err != nil {
+		return outage(fosite.ErrServerError.WithWrap(err))
+	}
+	if err := p.store.RevokeAccessToken(ctx, ar.GetID()); err != nil {
+		return outage(fosite.ErrServerError.WithWrap(err))
+	}
+	return fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.")
 }

@@ -9,6 +9,7 @@ import (
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"github.com/ory/fosite"
 
+	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/storage"
 )
 
@@ -102,17 +103,25 @@ func (p *Provider) bearer(ctx context.Context, token string) (fosite.AccessReque
 	return ar, sess, nil
 }
 
-// ErrNotAUser is a valid bearer token whose subject is not a user (a
-// client_credentials token): it may not act for anyone.
-var ErrNotAUser = errors.New("the access token does not belong to a user")
+// ErrNotAUser is a valid bearer token that may not act on login tickets:
+// a client's own token (client_credentials), or a user's token from a
+// website rather than from the mini-program.
+var ErrNotAUser = errors.New("the access token is not a mini-program user's")
 
-// BearerUser returns the user a bearer access token was issued to (the
-// mini-program's token, for scanning and approving a login ticket).
-// ErrInvalidToken for a bad token, ErrNotAUser for a client's own token.
+// BearerUser returns the user a mini-program's bearer access token was
+// issued to, for scanning and approving a login ticket. Only a token of a
+// client with the WeChat-code grant qualifies: a website's token (from
+// the authorization code grant) must not approve logins to other
+// websites, or one relying party, or whoever steals its token, could log
+// in as its users anywhere. ErrInvalidToken for a bad token.
 func (p *Provider) BearerUser(ctx context.Context, token string) (string, error) {
-	_, sess, err := p.bearer(ctx, token)
+	ar, sess, err := p.bearer(ctx, token)
 	if err != nil {
 		return "", err
+	}
+	c, ok := ar.GetClient().(*storage.OAuthClient)
+	if !ok || c.Record.WeChatAppID == "" || !c.GetGrantTypes().Has(grants.WeChatCode) {
+		return "", ErrNotAUser
 	}
 	if _, err := p.users.GetUser(ctx, sess.Subject); err != nil {
 		if errors.Is(err, storage.ErrNotFound) {

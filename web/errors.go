@@ -54,11 +54,11 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		case errors.Is(err, storage.ErrUnavailable):
 			// Storage is down or hung: say so, so callers retry, instead of
 			// a 500 that reads as a bug or a verdict on their request.
-			log.WarnContext(c.Request().Context(), "storage unavailable", "request_id", requestID(c), "path", c.Request().URL.Path, "err", err)
+			log.WarnContext(c.Request().Context(), "storage unavailable", "request_id", requestID(c), "path", logPath(c), "err", err)
 			c.Response().Header().Set("Retry-After", retryAfterUnavailable)
 			ae = newAPIError(http.StatusServiceUnavailable, "temporarily_unavailable", "The service is temporarily unavailable. Retry later.")
 		default:
-			log.ErrorContext(c.Request().Context(), "internal error", "request_id", requestID(c), "path", c.Request().URL.Path, "err", err)
+			log.ErrorContext(c.Request().Context(), "internal error", "request_id", requestID(c), "path", logPath(c), "err", err)
 			ae = newAPIError(http.StatusInternalServerError, "server_error", "The server encountered an internal error.")
 		}
 		if ae.status == http.StatusUnauthorized && c.Response().Header().Get(echo.HeaderWWWAuthenticate) == "" {

@@ -21,7 +21,7 @@ import (
 // LoginFlow is what scan-to-login's browser side needs from the provider.
 type LoginFlow interface {
 	ParseAuthorize(ctx context.Context, r *http.Request) (fosite.AuthorizeRequester, error)
-	GrantAuthorization(ctx context.Context, ar fosite.AuthorizeRequester, userID string, authTime, requestedAt time.Time) (fosite.AuthorizeResponder, error)
+	AuthorizeFromSession(ctx context.Context, ar fosite.AuthorizeRequester, s *storage.BrowserSession) (fosite.AuthorizeResponder, error)
 	WriteAuthorizeError(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, err error)
 	WriteAuthorizeResponse(ctx context.Context, w http.ResponseWriter, ar fosite.AuthorizeRequester, resp fosite.AuthorizeResponder)
 	StartLogin(ctx context.Context, ar fosite.AuthorizeRequester, b provider.Browser) (*storage.LoginTicket, error)
@@ -57,7 +57,8 @@ type login struct {
 }
 
 func registerLogin(e *echo.Echo, l *login, limits []echo.MiddlewareFunc) {
-	getAndHead(e, provider.AuthorizePath, l.authorize, limits...)
+	// GET only: even HEAD would create a ticket or issue a code.
+	e.GET(provider.AuthorizePath, l.authorize, limits...)
 	e.GET("/login", l.page, limits...)
 	e.GET("/login/status", l.status, limits...)
 	e.GET("/login/qr", l.picture, limits...)
@@ -87,7 +88,7 @@ func (l *login) authorize(c echo.Context) error {
 	}
 	if sess, err := l.flow.BrowserLogin(ctx, l.cookies.get(c, sessionCookie)); err == nil {
 		if provider.SessionSatisfies(ar, sess.AuthTime, l.flow.Now()) {
-			resp, err := l.flow.GrantAuthorization(ctx, ar, sess.UserID, sess.AuthTime, l.flow.Now())
+			resp, err := l.flow.AuthorizeFromSession(ctx, ar, sess)
 			if err != nil {
 				return l.authorizeError(c, ar, err)
 			}
@@ -169,6 +170,10 @@ func (l *login) picture(c echo.Context) error {
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return newAPIError(http.StatusNotFound, "not_found", "No such login ticket for this browser.")
+	case errors.Is(err, storage.ErrExpired):
+		return newAPIError(http.StatusGone, "expired_ticket", "The login code has expired.")
+	case errors.Is(err, storage.ErrConflict):
+		return newAPIError(http.StatusConflict, "ticket_conflict", "The login code was scanned already.")
 	case errors.Is(err, scan.ErrNoPicture):
 		// WeChat is failing: the page offers a new code; never a 500.
 		l.log.ErrorContext(c.Request().Context(), "login code picture", "request_id", requestID(c), "err", err)

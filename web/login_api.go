@@ -58,7 +58,7 @@ func (t *ticketAPI) user(c echo.Context) (string, error) {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
 		return "", newAPIError(http.StatusUnauthorized, "invalid_token", "The access token is missing, invalid, expired or revoked.")
 	case errors.Is(err, provider.ErrNotAUser):
-		return "", newAPIError(http.StatusForbidden, "access_denied", "The access token does not belong to a user.")
+		return "", newAPIError(http.StatusForbidden, "access_denied", "Only a mini-program user's access token may act on login tickets.")
 	case err != nil:
 		return "", err
 	}

@@ -46,7 +46,7 @@ func (l *login) logout(c echo.Context) error {
 		}
 		return l.render(c, http.StatusOK, "message.html", map[string]any{
 			"T": tx, "Kind": "logout", "Title": tx.LogoutTitle, "Detail": tx.LogoutAsk,
-			"Logout": params, "CSRF": l.cookies.csrf(l.cookies.browser(c)),
+			"Logout": params, "Confirm": true, "CSRF": l.cookies.csrf(l.cookies.browser(c)),
 		})
 	}
 	if sess != nil {

@@ -77,13 +77,23 @@ func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 			log.InfoContext(c.Request().Context(), "request",
 				"request_id", requestID(c),
 				"method", c.Request().Method,
-				"path", c.Request().URL.Path,
+				"path", logPath(c),
 				"status", status,
 				"duration_ms", float64(time.Since(start).Microseconds())/1000,
 			)
 			return nil
 		}
 	}
+}
+
+// logPath is the path to log: the route pattern when the route has
+// parameters, since those can be credentials (a login ticket in
+// /login/tickets/{ticket} is worth a login to whoever scans it first).
+func logPath(c echo.Context) string {
+	if p := c.Path(); strings.Contains(p, ":") {
+		return p
+	}
+	return c.Request().URL.Path
 }
 
 // clientGone reports a request whose client disconnected (net/http cancels

@@ -220,6 +220,9 @@ func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature st
 	if !ok {
 		return fosite.ErrNotFound
 	}
+	if !r.active {
+		return fosite.ErrInvalidatedAuthorizeCode // used already: one exchange per code
+	}
 	r.active = false
 	put(t, s.rows[codeKind], signature, r)
 	return nil

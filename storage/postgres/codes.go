@@ -2,6 +2,9 @@ package postgres
 
 import (
 	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/ory/fosite"
 
@@ -32,16 +35,25 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, s
 	return req, nil
 }
 
-// InvalidateAuthorizeCodeSession marks a code used; fosite.ErrNotFound if
+// InvalidateAuthorizeCodeSession marks an unused code used: fosite reads
+// the code outside its transaction, so the update is conditional and the
+// losers of concurrent exchanges get fosite.ErrInvalidatedAuthorizeCode
+// (the row lock makes them wait for the winner). fosite.ErrNotFound if
 // unknown.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
-	tag, err := s.db(ctx).Exec(ctx,
-		`UPDATE oauth2_authorization_codes SET active = false WHERE signature = $1`, signature)
+	var used bool
+	err := s.db(ctx).QueryRow(ctx, `WITH upd AS (
+			UPDATE oauth2_authorization_codes SET active = false WHERE signature = $1 AND active RETURNING 1)
+		SELECT NOT EXISTS (SELECT 1 FROM upd) FROM oauth2_authorization_codes WHERE signature = $1`,
+		signature).Scan(&used)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fosite.ErrNotFound
+	}
 	if err != nil {
 		return fositeErr("invalidate authorize code", err)
 	}
-	if tag.RowsAffected() == 0 {
-		return fosite.ErrNotFound
+	if used {
+		return fosite.ErrInvalidatedAuthorizeCode
 	}
 	return nil
 }

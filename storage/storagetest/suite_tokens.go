@@ -3,6 +3,7 @@ package storagetest
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 
 	"github.com/ory/fosite"
@@ -34,6 +35,39 @@ func testAuthorizeCode(t *testing.T, su suite) {
 		checkSession(t, sess, want.Session.(*openid.DefaultSession))
 		if _, err := s.GetAuthorizeCodeSession(ctx, "code-2", nil); err != nil {
 			t.Errorf("GetAuthorizeCodeSession of another code: %v, want nil", err)
+		}
+	})
+
+	// fosite reads the code before its transaction and takes a successful
+	// invalidation for the first use: only a conditional invalidation keeps
+	// concurrent exchanges of one code from each getting tokens.
+	su.run(t, "InvalidateOnce", func(t *testing.T, ctx context.Context, s storage.Store) {
+		c := mustCreateClient(t, ctx, s, "client")
+		if err := s.CreateAuthorizeCodeSession(ctx, "code-1", newRequest(c, "req-1")); err != nil {
+			t.Fatalf("CreateAuthorizeCodeSession: %v", err)
+		}
+		const n = 8
+		errs := make(chan error, n)
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() { errs <- s.InvalidateAuthorizeCodeSession(ctx, "code-1") })
+		}
+		wg.Wait()
+		close(errs)
+		won := 0
+		for err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode):
+				t.Errorf("a losing invalidation: %v, want fosite.ErrInvalidatedAuthorizeCode", err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("%d of %d concurrent invalidations succeeded, want 1", won, n)
+		}
+		if err := s.InvalidateAuthorizeCodeSession(ctx, "unknown"); !errors.Is(err, fosite.ErrNotFound) {
+			t.Errorf("invalidating an unknown code: %v, want fosite.ErrNotFound", err)
 		}
 	})
 }
