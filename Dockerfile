@@ -1,9 +1,16 @@
 # syntax=docker/dockerfile:1
 # wxidp container image. Build: docker build -t wxidp:local .   (BuildKit, the default builder, is required)
+#
+# The image runs the OpenSSL build (-tags openssl): tokens are signed by libcrypto through cgo, about three
+# times as many RS256 signatures per core as crypto/rsa (docs/BENCHMARKS.md, "Signers"). That makes the binary
+# dynamically linked against glibc and libcrypto.so.3, so build and runtime are both Debian bookworm.
 
 FROM golang:1.26-bookworm AS build
+RUN apt-get update -q \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libssl-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-ENV CGO_ENABLED=0
+ENV CGO_ENABLED=1
 # Modules first, so that source changes reuse the download layer and cache.
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod \
@@ -11,13 +18,20 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    go build -trimpath -ldflags "-s -w" -o /out/wxidp ./cmd/wxidp
+    go build -tags openssl -trimpath -ldflags "-s -w" -o /out/wxidp ./cmd/wxidp \
+    && /out/wxidp version \
+    && /out/wxidp version | grep -q '^rs256 signer: openssl '
 
-# alpine rather than distroless: busybox wget is needed by the compose health check.
-FROM alpine:3.20
-RUN apk add --no-cache ca-certificates tzdata \
-    && addgroup -S -g 65532 wxidp \
-    && adduser -S -D -H -u 65532 -G wxidp -s /sbin/nologin wxidp
+# Debian slim rather than distroless or alpine: the binary needs glibc and libssl3 (libcrypto), and the compose
+# health check needs wget.
+FROM debian:bookworm-slim
+RUN apt-get update -q \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        ca-certificates libssl3 tzdata wget \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 65532 wxidp \
+    && useradd --system --uid 65532 --gid wxidp --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin wxidp
 COPY --from=build /out/wxidp /usr/local/bin/wxidp
 # Inside a container the listeners must not be bound to loopback; publish the admin port with care.
 ENV WXIDP_PUBLIC_ADDR=0.0.0.0:4444 \

@@ -75,11 +75,15 @@ type Manager struct {
 	mu     sync.Mutex         // serialises Reload
 	parsed map[string]*loaded // decrypted keys by kid, so Reload decrypts each once
 	set    atomic.Pointer[keySet]
+	// dropped are keys build forgot whose signers are still open: the
+	// snapshot in force may sign with them until the next one is stored.
+	dropped []*loaded
 }
 
 type loaded struct {
 	rec  storage.SigningKey
 	priv *rsa.PrivateKey
+	sign RS256Signer // SignerName's signer, set up once per key
 }
 
 // keySet is an immutable snapshot of the keys in force.
@@ -201,8 +205,20 @@ func (m *Manager) Reload(ctx context.Context) error {
 	if next.active == nil {
 		return ErrNoActiveKey
 	}
-	m.set.Store(next)
+	m.publish(next)
 	return nil
+}
+
+// publish swaps in set and then closes the signers of keys it no longer
+// holds (their C memory, in the OpenSSL build). A request that picked up
+// the previous snapshot and signs only now fails with ErrSignerClosed: for
+// a revoked key that is the point. The caller holds m.mu.
+func (m *Manager) publish(set *keySet) {
+	m.set.Store(set)
+	for _, l := range m.dropped {
+		l.sign.Close()
+	}
+	m.dropped = nil
 }
 
 // build makes a snapshot of recs, decrypting only keys not seen before and
@@ -228,12 +244,16 @@ func (m *Manager) build(recs []storage.SigningKey) (*keySet, error) {
 		// costs nothing: only we hold its private key.
 		next.verify[rec.KID] = &l.priv.PublicKey
 		if rec.State == storage.KeyActive {
-			next.active = &josev3.JSONWebKey{Key: l.priv, KeyID: rec.KID, Algorithm: rec.Algorithm, Use: "sig"}
+			// fosite signs through go-jose, which takes the kid from this
+			// JSONWebKey and the signature from the opaque signer.
+			signer := &opaqueRS256{pub: &l.priv.PublicKey, s: l.sign}
+			next.active = &josev3.JSONWebKey{Key: signer, KeyID: rec.KID, Algorithm: rec.Algorithm, Use: "sig"}
 		}
 	}
-	for kid := range m.parsed {
+	for kid, l := range m.parsed {
 		if !seen[kid] {
 			delete(m.parsed, kid)
+			m.dropped = append(m.dropped, l)
 		}
 	}
 	// Deterministic order (kid) so the ETag changes only when the set does.
@@ -265,7 +285,11 @@ func (m *Manager) load(rec storage.SigningKey) (*loaded, error) {
 	if !ok {
 		return nil, fmt.Errorf("keys: signing key %s: not an RSA key", rec.KID)
 	}
-	l := &loaded{rec: rec, priv: priv}
+	sign, err := newRS256(priv)
+	if err != nil {
+		return nil, fmt.Errorf("keys: signing key %s: %s signer: %w", rec.KID, SignerName, err)
+	}
+	l := &loaded{rec: rec, priv: priv, sign: sign}
 	m.parsed[rec.KID] = l
 	return l, nil
 }

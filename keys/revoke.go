@@ -77,5 +77,5 @@ func (m *Manager) forget(kid string) {
 	if err != nil {
 		set = &keySet{verify: map[string]*rsa.PublicKey{}, jwks: []byte(`{"keys":[]}`), etag: `"empty"`}
 	}
-	m.set.Store(set)
+	m.publish(set)
 }

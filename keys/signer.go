@@ -12,7 +12,9 @@ import (
 // Signer is the fosite jwt.Signer wxidp uses for access and ID tokens. It
 // signs with the active key and, unlike fosite's DefaultSigner (which only
 // knows the current key, fosite#786), verifies by the token's kid against
-// every published key.
+// every published key. The signature itself comes from the key's
+// RS256Signer (SignerName's: crypto/rsa or OpenSSL), set up when the key
+// was loaded.
 type Signer struct {
 	jwt.DefaultSigner
 	m *Manager

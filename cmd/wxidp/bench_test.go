@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -94,6 +95,52 @@ func BenchmarkWeChatLogin(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Fatalf("status %d", resp.StatusCode)
+			}
+		}
+	})
+}
+
+// BenchmarkJWKS and BenchmarkIntrospection measure the two read paths
+// resource servers hit, over loopback HTTP; with -cpuprofile they show
+// what every request pays besides its own work (middleware, logging).
+func BenchmarkJWKS(b *testing.B) {
+	srv := startServer(b, testConfig(migratedDB(b)))
+	benchParallel(b, func() *http.Request {
+		req, _ := http.NewRequest(http.MethodGet, srv.issuer+"/.well-known/jwks.json", nil)
+		return req
+	})
+}
+
+func BenchmarkIntrospection(b *testing.B) {
+	srv := startServer(b, testConfig(migratedDB(b)))
+	secret := srv.registerClient(b, map[string]any{"client_id": "rs", "scope": "read"})
+	status, _, tok := srv.postToken(b, "rs", secret, url.Values{"grant_type": {"client_credentials"}, "scope": {"read"}})
+	if status != http.StatusOK {
+		b.Fatalf("token: %d %v", status, tok)
+	}
+	form := url.Values{"token": {tok["access_token"].(string)}}.Encode()
+	benchParallel(b, func() *http.Request {
+		req, _ := http.NewRequest(http.MethodPost, srv.issuer+"/oauth2/introspect", strings.NewReader(form))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("rs", secret)
+		return req
+	})
+}
+
+func benchParallel(b *testing.B, newRequest func() *http.Request) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Do(newRequest())
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
 				b.Fatalf("status %d", resp.StatusCode)
