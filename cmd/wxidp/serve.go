@@ -180,7 +180,11 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 			return fmt.Errorf("connect to database: %w", err)
 		}
 		defer pool.Close()
-		store = postgres.New(pool, postgres.WithRefreshGrace(cfg.RefreshGrace), postgres.WithTimeout(cfg.DatabaseTimeout))
+		pg := postgres.New(pool, postgres.WithRefreshGrace(cfg.RefreshGrace), postgres.WithTimeout(cfg.DatabaseTimeout))
+		// Stops the client cache's LISTEN connection (deferred after
+		// pool.Close, so it runs first).
+		defer pg.Close()
+		store = pg
 	}
 
 	// nil for the memory store: it starts empty, so nothing in it was sealed

@@ -51,10 +51,12 @@ func (s *Store) CreateClient(ctx context.Context, c *storage.Client) error {
 		c.ID, nullBytes(c.SecretHash), c.Name, strs(c.GrantTypes), strs(c.Scopes), strs(c.Audience),
 		strs(c.RedirectURIs), c.TokenEndpointAuthMethod, c.WeChatAppID, nullBytes(c.WeChatAppSecret),
 		c.CreatedAt, c.UpdatedAt, strs(c.AllowedCORSOrigins), strs(c.PostLogoutRedirectURIs), c.WeChatLoginPage)
+	s.clientsWritten(ctx, c.ID)
 	return recordErr("create client", err)
 }
 
-// LookupClient returns the client or storage.ErrNotFound.
+// LookupClient returns the client or storage.ErrNotFound, through the
+// client cache.
 func (s *Store) LookupClient(ctx context.Context, id string) (*storage.Client, error) {
 	c, err := s.loadClient(ctx, id)
 	if err != nil {
@@ -63,7 +65,9 @@ func (s *Store) LookupClient(ctx context.Context, id string) (*storage.Client, e
 	return c, nil
 }
 
-func (s *Store) loadClient(ctx context.Context, id string) (*storage.Client, error) {
+// queryClient reads a client from the database (loadClient is the cached
+// read).
+func (s *Store) queryClient(ctx context.Context, id string) (*storage.Client, error) {
 	var c storage.Client
 	err := s.db(ctx).QueryRow(ctx, `SELECT `+clientColumns+` FROM clients c WHERE c.id = $1`, id).Scan(clientDest(&c)...)
 	if err != nil {
@@ -108,6 +112,8 @@ func (s *Store) UpdateClient(ctx context.Context, c *storage.Client, ifUpdatedAt
 		strs(c.RedirectURIs), c.TokenEndpointAuthMethod, c.WeChatAppID, nullBytes(c.WeChatAppSecret),
 		now(), strs(c.AllowedCORSOrigins), nullTime(ifUpdatedAt), strs(c.PostLogoutRedirectURIs),
 		c.WeChatLoginPage).Scan(&created, &updated)
+	// Whatever the outcome: an error may come after the row changed.
+	s.clientsWritten(ctx, c.ID)
 	if errors.Is(err, pgx.ErrNoRows) && !ifUpdatedAt.IsZero() {
 		// No row matched: absent, or changed since the caller read it.
 		var exists bool
@@ -129,6 +135,7 @@ func (s *Store) UpdateClient(ctx context.Context, c *storage.Client, ifUpdatedAt
 // DeleteClient removes the client and, by cascade, every token issued to it.
 func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	tag, err := s.db(ctx).Exec(ctx, `DELETE FROM clients WHERE id = $1`, id)
+	s.clientsWritten(ctx, id)
 	if err != nil {
 		return recordErr("delete client", err)
 	}
@@ -152,7 +159,8 @@ func (s *Store) CORSOriginAllowed(ctx context.Context, origin, clientID string) 
 }
 
 // GetClient is fosite's view of LookupClient: an *storage.OAuthClient, or
-// fosite.ErrNotFound.
+// fosite.ErrNotFound. The client is the caller's own copy, so fosite's
+// request objects may hold and change it.
 func (s *Store) GetClient(ctx context.Context, id string) (fosite.Client, error) {
 	c, err := s.loadClient(ctx, id)
 	if err != nil {

@@ -1,5 +1,11 @@
 package postgres
 
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
 // PurgeStatements exposes the janitor's statements, by table, so the
 // external tests can check their plans.
 func PurgeStatements() map[string]string {
@@ -37,4 +43,41 @@ func HeaderStatements() map[string]string {
 		m[c.table] = c.headers
 	}
 	return m
+}
+
+// ClientCacheListening reports whether s's client cache listener is
+// LISTENing, which is when the cache is used.
+func ClientCacheListening(s *Store) bool {
+	s.clients.mu.RLock()
+	defer s.clients.mu.RUnlock()
+	return s.clients.live
+}
+
+// ClientCached reports whether s's client cache holds id.
+func ClientCached(s *Store, id string) bool {
+	s.clients.mu.RLock()
+	defer s.clients.mu.RUnlock()
+	_, ok := s.clients.byID[id]
+	return ok
+}
+
+// SetClientListenerGate makes s's client cache listener call gate, and wait
+// for it, before each connection attempt. Set it before s's first lookup.
+func SetClientListenerGate(s *Store, gate func(context.Context) error) {
+	s.clients.beforeConnect = gate
+}
+
+// ClientListenerDone returns a channel closed when s's client cache
+// listener has stopped, nil if it never started.
+func ClientListenerDone(s *Store) <-chan struct{} {
+	s.clients.run.Lock()
+	defer s.clients.run.Unlock()
+	return s.clients.done
+}
+
+// FakeClientListenerPID makes s's client cache listener see pid as the
+// backend process id of its connections' handshakes, as behind a pooler.
+// Set it before s's first lookup.
+func FakeClientListenerPID(s *Store, pid uint32) {
+	s.clients.handshakePID = func(*pgconn.PgConn) uint32 { return pid }
 }

@@ -150,6 +150,7 @@ func (s *Store) resealColumn(ctx context.Context, c sealedColumn, reseal func(st
 			return total, recordErr(op, err)
 		}
 		updates := &pgx.Batch{}
+		var written []string // first ID columns: for clients, the ids the cache drops
 		var stop error
 		for _, r := range page {
 			// reseal gets copies: it may not change what the update
@@ -170,8 +171,12 @@ func (s *Store) resealColumn(ctx context.Context, c sealedColumn, reseal func(st
 				args = append(args, part)
 			}
 			updates.Queue(c.update, args...)
+			written = append(written, r.id[0])
 		}
 		n, err := s.sendUpdates(ctx, updates)
+		if c.table == "clients" && len(written) > 0 {
+			s.clientsWritten(ctx, written...)
+		}
 		total += n
 		if err != nil {
 			return total, recordErr(op, err)

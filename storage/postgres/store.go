@@ -16,14 +16,16 @@ import (
 
 var _ storage.Store = (*Store)(nil)
 
-// Store implements storage.Store on a pgx pool. It holds no state of its own
-// beyond its options, so any number of processes can share one database
-// (they should agree on the grace period).
+// Store implements storage.Store on a pgx pool. Its only state beyond its
+// options is the client cache, which the database keeps coherent across
+// processes (clientcache.go), so any number of processes can share one
+// database (they should agree on the grace period). Close it when done.
 type Store struct {
 	pool    *pgxpool.Pool
 	grace   time.Duration
 	clock   func() time.Time
 	timeout time.Duration
+	clients *clientCache // nil: WithoutClientCache
 }
 
 // Option configures a Store.
@@ -52,9 +54,10 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
-// New returns a Store on pool. The caller owns the pool and closes it.
+// New returns a Store on pool. The caller owns the pool and closes it, and
+// closes the Store too (Close), which stops the client cache's listener.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, clock: time.Now, timeout: DefaultTimeout}
+	s := &Store{pool: pool, clock: time.Now, timeout: DefaultTimeout, clients: newClientCache()}
 	for _, o := range opts {
 		o(s)
 	}

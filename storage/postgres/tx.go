@@ -30,6 +30,9 @@ type txState struct {
 	// commitFailed lets the Rollback fosite sends after a failed Commit
 	// succeed (see Rollback).
 	commitFailed bool
+	// clients written in the transaction, invalidated in the client cache
+	// again at Commit (clientsWritten).
+	clients []string
 }
 
 func txFrom(ctx context.Context) (*txState, bool) {
@@ -107,7 +110,9 @@ func (s *Store) Commit(ctx context.Context) error {
 	}
 	cctx, cancel := s.bound(ctx)
 	defer cancel()
-	if err := st.tx.Commit(cctx); err != nil {
+	err := st.tx.Commit(cctx)
+	s.committed(st)
+	if err != nil {
 		// A Commit of an already ended transaction is the caller's mistake,
 		// not a failed commit.
 		st.commitFailed = st.commitFailed || !errors.Is(err, pgx.ErrTxClosed)
