@@ -4,7 +4,7 @@ BIN         ?= bin/wxidp
 IMAGE       ?= wxidp:local
 STATICCHECK ?= $(or $(shell command -v staticcheck 2>/dev/null),$(shell $(GO) env GOPATH)/bin/staticcheck)
 
-.PHONY: run test lint build bench docker
+.PHONY: run test lint build bench bench-go docker
 
 ## run: start the server in dev mode (in-memory storage, fake WeChat, generated secrets)
 run:
@@ -24,8 +24,12 @@ lint:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN) ./cmd/wxidp
 
-## bench: benchmarks only, 2 s each
+## bench: load benchmark of a running server (docs/BENCHMARKS.md); flags in BENCH_FLAGS, e.g. BENCH_FLAGS="--runs 3"
 bench:
+	$(GO) run ./cmd/wxidp-bench $(BENCH_FLAGS)
+
+## bench-go: the Go benchmarks only, 2 s each
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
 
 ## docker: container image (needs a Docker engine)
