@@ -159,7 +159,15 @@ func PromptNone(ar fosite.AuthorizeRequester) bool {
 // ar without a new scan: not when the client asks for a fresh login
 // (prompt=login, consent or select_account) or the login is older than
 // max_age (max_age=0 always asks).
+//
+// Nor for a public client whose redirect_uri is not https (a native app's
+// loopback or custom scheme): nothing proves such a client is who it says,
+// so a login there is never repeated without the user (RFC 8252 §8.6,
+// RFC 6749 §10.2).
 func SessionSatisfies(ar fosite.AuthorizeRequester, authTime, now time.Time) bool {
+	if ar.GetClient().IsPublic() && (ar.GetRedirectURI() == nil || ar.GetRedirectURI().Scheme != "https") {
+		return false
+	}
 	for _, p := range strings.Fields(ar.GetRequestForm().Get("prompt")) {
 		if p != "none" {
 			return false

@@ -158,3 +158,36 @@ func TestScanLoginCodeRace(t *testing.T) {
 		}
 	}
 }
+
+// TestScanLoginNativeClientAlwaysAsks: a browser login answers a
+// confidential website or a public one on https at once, but a public
+// client on a loopback redirect (a native app, whose identity nothing
+// proves) gets a new scan every time.
+func TestScanLoginNativeClientAlwaysAsks(t *testing.T) {
+	t.Parallel()
+	e := newScanEnv(t, nil)
+	alice, _ := e.user(t, "o-alice")
+	const native = "http://127.0.0.1:8765/cb"
+	if status, body := e.adminJSON(t, "POST", "/admin/clients", testAdminToken, map[string]any{
+		"client_id": "native", "token_endpoint_auth_method": "none", "scope": "openid",
+		"grant_types": []string{"authorization_code"}, "redirect_uris": []string{native},
+	}); status != http.StatusCreated {
+		t.Fatalf("register native client: %d %v", status, body)
+	}
+	b := newBrowser(t)
+	e.loggedIn(t, b, alice) // logged in here through the website
+	conf := *e.web
+	conf.ClientID, conf.ClientSecret, conf.RedirectURL, conf.Scopes = "native", "", native, []string{"openid"}
+	u := conf.AuthCodeURL("native-state-1", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()))
+	resp, body := b.get(u)
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/login?ticket=") {
+		t.Fatalf("native client answered from the session: %d %q\n%s", resp.StatusCode, loc, body)
+	}
+	// prompt=none cannot be answered for it either.
+	resp, _ = b.get(u + "&prompt=none")
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || !strings.HasPrefix(loc.String(), native+"?") || loc.Query().Get("error") != "login_required" ||
+		loc.Query().Get("state") != "native-state-1" {
+		t.Errorf("native client, prompt=none: %d %q, want login_required", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
