@@ -65,17 +65,25 @@ var (
 // create flattens r under key and inserts it; expiry picks which of the
 // session's expiries the row carries (the janitor deletes by it).
 func (s *Store) create(ctx context.Context, t sessionTable, key string, r fosite.Requester, expiry fosite.TokenType, extra ...any) error {
-	rec, err := storage.NewRequestRecord(key, r, expiry)
+	args, err := recordArgs(key, r, expiry, extra...)
 	if err != nil {
 		return err
 	}
-	// strs although NewRequestRecord promises non-nil slices: its nonNil
-	// turns an empty non-nil slice (fosite.NewRequest's audiences) into nil.
-	args := append([]any{rec.Signature, rec.RequestID, rec.RequestedAt, rec.ClientID,
-		strs(rec.RequestedScopes), strs(rec.GrantedScopes), strs(rec.RequestedAudience), strs(rec.GrantedAudience),
-		rec.Form, rec.Session, rec.Subject, nullTime(rec.ExpiresAt)}, extra...)
 	_, err = s.db(ctx).Exec(ctx, t.insert, args...)
 	return fositeErr("create "+t.what, err)
+}
+
+// recordArgs flattens r under key into the insert's arguments.
+func recordArgs(key string, r fosite.Requester, expiry fosite.TokenType, extra ...any) ([]any, error) {
+	rec, err := storage.NewRequestRecord(key, r, expiry)
+	if err != nil {
+		return nil, err
+	}
+	// strs although NewRequestRecord promises non-nil slices: its nonNil
+	// turns an empty non-nil slice (fosite.NewRequest's audiences) into nil.
+	return append([]any{rec.Signature, rec.RequestID, rec.RequestedAt, rec.ClientID,
+		strs(rec.RequestedScopes), strs(rec.GrantedScopes), strs(rec.RequestedAudience), strs(rec.GrantedAudience),
+		rec.Form, rec.Session, rec.Subject, nullTime(rec.ExpiresAt)}, extra...), nil
 }
 
 // get loads the row under key and rebuilds its request, decoding the session

@@ -26,6 +26,9 @@ type Store struct {
 	clock   func() time.Time
 	timeout time.Duration
 	clients *clientCache // nil: WithoutClientCache
+	// accessWriter batches access-token inserts made outside a
+	// transaction (batchwrite.go).
+	accessWriter *insertBatcher
 }
 
 // Option configures a Store.
@@ -58,6 +61,7 @@ func WithClock(now func() time.Time) Option {
 // closes the Store too (Close), which stops the client cache's listener.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s := &Store{pool: pool, clock: time.Now, timeout: DefaultTimeout, clients: newClientCache()}
+	s.accessWriter = newInsertBatcher(s, accessTokens)
 	for _, o := range opts {
 		o(s)
 	}

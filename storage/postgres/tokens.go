@@ -8,7 +8,17 @@ import (
 
 // CreateAccessTokenSession stores the request behind an access token.
 func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, r fosite.Requester) error {
-	return s.create(ctx, accessTokens, signature, r, fosite.AccessToken)
+	if _, inTx := txFrom(ctx); inTx || s.accessWriter == nil {
+		return s.create(ctx, accessTokens, signature, r, fosite.AccessToken)
+	}
+	if knownDown(ctx) {
+		return errKnownUnavailable
+	}
+	args, err := recordArgs(signature, r, fosite.AccessToken)
+	if err != nil {
+		return err
+	}
+	return s.accessWriter.insert(ctx, args)
 }
 
 // GetAccessTokenSession returns the request behind an access token, or

@@ -1,0 +1,105 @@
+package postgres
+
+import (
+	"context"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Access tokens issued outside a transaction (client_credentials, the
+// hottest path) are written in batches: requests that arrive while a batch
+// is being written queue up and go together in the next one, one round
+// trip and one commit for all of them (pgx sends a batch as one pipeline,
+// run in an implicit transaction). Nothing waits for a batch to fill: an
+// idle server writes each token at once, so a batch costs no latency. Each
+// caller still returns only once its own row is committed, so a token is
+// never handed out before introspection and revocation can find it.
+
+// maxBatch bounds one batch; maxWriters the batches in flight, so a burst
+// uses at most that many pooled connections for token writes.
+const (
+	maxBatch   = 64
+	maxWriters = 2
+)
+
+type pendingInsert struct {
+	args []any
+	done chan error // buffered: the writer never waits on a caller
+}
+
+type insertBatcher struct {
+	s       *Store
+	table   sessionTable
+	mu      sync.Mutex
+	pending []*pendingInsert
+	writers int
+}
+
+func newInsertBatcher(s *Store, t sessionTable) *insertBatcher {
+	return &insertBatcher{s: s, table: t}
+}
+
+// insert queues one row and waits until it is committed (or failed). A
+// caller that gives up (ctx) leaves its row to be written anyway: a token
+// nobody holds, as when an answer is lost after a commit.
+func (b *insertBatcher) insert(ctx context.Context, args []any) error {
+	p := &pendingInsert{args: args, done: make(chan error, 1)}
+	b.mu.Lock()
+	b.pending = append(b.pending, p)
+	if b.writers < maxWriters {
+		b.writers++
+		go b.run()
+	}
+	b.mu.Unlock()
+	select {
+	case err := <-p.done:
+		return noteDown(ctx, err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run writes batches until nothing is pending, then ends: no goroutine
+// outlives the work, so a Store needs no Close for it.
+func (b *insertBatcher) run() {
+	for {
+		b.mu.Lock()
+		n := min(len(b.pending), maxBatch)
+		if n == 0 {
+			b.writers--
+			b.mu.Unlock()
+			return
+		}
+		batch := b.pending[:n:n]
+		b.pending = b.pending[n:]
+		b.mu.Unlock()
+		b.write(batch)
+	}
+}
+
+func (b *insertBatcher) write(batch []*pendingInsert) {
+	db := timed{q: b.s.pool, d: b.s.timeout}
+	if len(batch) == 1 {
+		_, err := db.Exec(context.Background(), b.table.insert, batch[0].args...)
+		batch[0].done <- fositeErr("create "+b.table.what, err)
+		return
+	}
+	q := &pgx.Batch{}
+	for _, p := range batch {
+		q.Queue(b.table.insert, p.args...)
+	}
+	err := db.SendBatch(context.Background(), q).Close()
+	if err == nil || unavailable(err) {
+		for _, p := range batch {
+			p.done <- fositeErr("create "+b.table.what, err)
+		}
+		return
+	}
+	// One bad row fails the whole implicit transaction: write them one by
+	// one, so each caller gets its own row's answer.
+	for _, p := range batch {
+		_, err := db.Exec(context.Background(), b.table.insert, p.args...)
+		p.done <- fositeErr("create "+b.table.what, err)
+	}
+}
