@@ -72,7 +72,9 @@ func (b *insertBatcher) run() {
 			return
 		}
 		batch := b.pending[:n:n]
-		b.pending = b.pending[n:]
+		if b.pending = b.pending[n:]; len(b.pending) == 0 {
+			b.pending = nil // let the drained array (and its rows) go
+		}
 		b.mu.Unlock()
 		b.write(batch)
 	}
