@@ -15,6 +15,7 @@ import (
 
 	"github.com/wxidp/wxidp/provider"
 	"github.com/wxidp/wxidp/provider/scan"
+	"github.com/wxidp/wxidp/ratelimit"
 	"github.com/wxidp/wxidp/storage"
 )
 
@@ -51,6 +52,7 @@ type login struct {
 	flow    LoginFlow
 	issuer  string
 	cookies cookies
+	limits  RateLimit
 	log     interface {
 		ErrorContext(ctx context.Context, msg string, args ...any)
 	}
@@ -100,6 +102,9 @@ func (l *login) authorize(c echo.Context) error {
 	}
 	if provider.PromptNone(ar) {
 		return l.authorizeError(c, ar, provider.ErrLoginRequired)
+	}
+	if d, ok := l.limits.allowTicket(c); !ok {
+		return l.tooMany(c, d)
 	}
 	t, err := l.flow.StartLogin(ctx, ar, l.browserOf(c, l.cookies.browser(c)))
 	if err != nil {
@@ -220,12 +225,25 @@ func (l *login) renew(c echo.Context) error {
 	if !l.cookies.checkCSRF(c, l.issuer) {
 		return l.errorPage(c, http.StatusForbidden, errCSRF)
 	}
+	if d, ok := l.limits.allowTicket(c); !ok {
+		return l.tooMany(c, d)
+	}
 	secret := l.cookies.get(c, browserCookie)
 	t, err := l.flow.RenewLogin(c.Request().Context(), c.FormValue("ticket"), l.browserOf(c, secret))
 	if err != nil {
 		return l.ticketError(c, err, "")
 	}
 	return c.Redirect(http.StatusSeeOther, "/login?ticket="+t.ID)
+}
+
+// tooMany is the page of a source that opened too many logins: 429 with
+// Retry-After, and nothing stored.
+func (l *login) tooMany(c echo.Context, d ratelimit.Decision) error {
+	c.Response().Header().Set(retryAfter, strconv.Itoa(d.RetryAfterSeconds()))
+	tx := textFor(c.Request().Header.Get("Accept-Language"))
+	return l.render(c, http.StatusTooManyRequests, "message.html", map[string]any{
+		"T": tx, "Kind": "error", "Title": tx.ErrorTitle, "Detail": tx.TooMany,
+	})
 }
 
 // scanInfo is where a plain QR code leads a phone that is not in the

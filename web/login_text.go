@@ -15,6 +15,7 @@ type pageText struct {
 	ErrorTitle, StartAgain                                       string
 	ScanPageTitle, ScanPageBody                                  string
 	LogoutTitle, LogoutAsk, LogoutButton, LoggedOut              string
+	TooMany                                                      string
 }
 
 var texts = map[string]pageText{
@@ -32,6 +33,7 @@ var texts = map[string]pageText{
 		ErrorTitle: "The login cannot continue", StartAgain: "Go back to the website and start the login again.",
 		ScanPageTitle: "Scan with the mini-program", ScanPageBody: "This code logs you in on a computer. Open the mini-program in WeChat and scan the code with it.",
 		LogoutTitle: "Log out", LogoutAsk: "Do you want to log out of this browser?", LogoutButton: "Log out", LoggedOut: "You are logged out.",
+		TooMany: "Too many logins were started from your network. Wait a moment, then try again.",
 	},
 	"zh": {
 		Lang: "zh-CN", Title: "微信扫码登录", LoginTo: "登录到", ScanHint: "请使用微信扫描二维码，然后在小程序中确认。",
@@ -47,6 +49,7 @@ var texts = map[string]pageText{
 		ErrorTitle: "无法继续登录", StartAgain: "请返回网站重新发起登录。",
 		ScanPageTitle: "请使用小程序扫码", ScanPageBody: "此二维码用于在电脑上登录。请在微信中打开小程序，并用小程序扫描此二维码。",
 		LogoutTitle: "退出登录", LogoutAsk: "要在此浏览器上退出登录吗？", LogoutButton: "退出登录", LoggedOut: "您已退出登录。",
+		TooMany: "您所在的网络发起的登录过多，请稍后再试。",
 	},
 }
 

@@ -105,7 +105,7 @@ func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
 	getAndHead(e, "/healthz", p.healthz)
 	getAndHead(e, "/readyz", p.readyz)
 	if cfg.Login != nil {
-		registerLogin(e, &login{flow: cfg.Login, issuer: cfg.Issuer, log: cfg.Log,
+		registerLogin(e, &login{flow: cfg.Login, issuer: cfg.Issuer, log: cfg.Log, limits: cfg.RateLimit,
 			cookies: cookies{secure: isHTTPS(cfg.Issuer), csrfKey: cfg.CSRFKey}}, limits)
 	}
 	if cfg.Tickets != nil {

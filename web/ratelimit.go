@@ -35,6 +35,19 @@ type RateLimit struct {
 	InvalidToken ratelimit.Limit
 	// Subject: bearer requests per verified subject.
 	Subject ratelimit.Limit
+	// LoginTickets: scan-to-login tickets created per source; each is a
+	// row in the database.
+	LoginTickets ratelimit.Limit
+}
+
+// allowTicket spends one of the source's login tickets.
+func (rl RateLimit) allowTicket(c echo.Context) (ratelimit.Decision, bool) {
+	if rl.Throttle == nil {
+		return ratelimit.Decision{Allowed: true}, true
+	}
+	ctx := c.Request().Context()
+	d := rl.Throttle.Allow(ctx, rl.LoginTickets, ratelimit.SourceOf(ctx))
+	return d, d.Allowed
 }
 
 // middleware records the request's source for the throttles below (the

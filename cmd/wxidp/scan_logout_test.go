@@ -191,3 +191,28 @@ func TestScanLoginNativeClientAlwaysAsks(t *testing.T) {
 		t.Errorf("native client, prompt=none: %d %q, want login_required", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
+
+// TestScanLoginTicketLimit: each login page stores a ticket, so a source
+// gets only so many: past its burst the page answers 429 with Retry-After
+// and stores nothing (renewing a code counts too).
+func TestScanLoginTicketLimit(t *testing.T) {
+	t.Parallel()
+	e := newScanEnv(t, nil, func(c *serveConfig) {
+		c.limitsConfig.RateLoginTickets, c.limitsConfig.RateLoginTicketsBurst = 0.01, 3
+	})
+	b := newBrowser(t)
+	var ticket, csrf string
+	for range 3 {
+		ticket, csrf = e.startLogin(t, b, e.authRequest(t))
+	}
+	resp, body := b.get(e.authRequest(t).url)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "<html") {
+		t.Fatalf("fourth login page: %d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if resp, _ := b.post(e.issuer+"/login/renew", url.Values{"ticket": {ticket}, "csrf": {csrf}}); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("renew past the limit: %d, want 429", resp.StatusCode)
+	}
+	if n := e.count(t, "login_tickets"); n != 3 {
+		t.Errorf("%d tickets stored, want 3", n)
+	}
+}

@@ -36,6 +36,8 @@ type limitsConfig struct {
 	RateWeChatAppIDBurst  int
 	RateBadCodes          float64
 	RateBadCodesBurst     int
+	RateLoginTickets      float64
+	RateLoginTicketsBurst int
 }
 
 // defaultLimits are the production defaults. One source address (a
@@ -55,6 +57,9 @@ func defaultLimits() limitsConfig {
 		// A real user rarely sends a rejected code; a NAT's worth of
 		// users now and then still fits in the burst.
 		RateBadCodes: 1, RateBadCodesBurst: 10,
+		// Each scan-to-login page stores a ticket: an office behind one
+		// address opening its logins at nine still fits.
+		RateLoginTickets: 2, RateLoginTicketsBurst: 30,
 	}
 }
 
@@ -74,7 +79,9 @@ func addLimitFlags(fs *pflag.FlagSet, c *limitsConfig) {
 	rate(&c.RateInvalidToken, &c.RateInvalidTokenBurst, "rate-limit-invalid-token", d.RateInvalidToken, d.RateInvalidTokenBurst, "invalid bearer tokens per second per source address; past it that source's bearer requests get 429")
 	rate(&c.RateWeChatAppID, &c.RateWeChatAppIDBurst, "rate-limit-wechat-appid", d.RateWeChatAppID, d.RateWeChatAppIDBurst, "WeChat-code logins per second per WeChat appid (checked before WeChat is called); keep below the app's WeChat quota")
 	rate(&c.RateBadCodes, &c.RateBadCodesBurst, "rate-limit-bad-codes", d.RateBadCodes, d.RateBadCodesBurst, "rejected WeChat codes (unknown to WeChat, or already used) per second per source address; past it that source's logins get 429 before they spend the appid budget")
+	rate(&c.RateLoginTickets, &c.RateLoginTicketsBurst, "rate-limit-login-tickets", d.RateLoginTickets, d.RateLoginTicketsBurst, "scan-to-login tickets (QR codes) created per second per source address; past it the login page answers 429")
 	for flag, env := range map[string]string{
+		"rate-limit-login-tickets": "WXIDP_RATE_LIMIT_LOGIN_TICKETS", "rate-limit-login-tickets-burst": "WXIDP_RATE_LIMIT_LOGIN_TICKETS_BURST",
 		"redis-url": "WXIDP_REDIS_URL", "redis-prefix": "WXIDP_REDIS_PREFIX", "redis-timeout": "WXIDP_REDIS_TIMEOUT",
 		"rate-limit-ip": "WXIDP_RATE_LIMIT_IP", "rate-limit-ip-burst": "WXIDP_RATE_LIMIT_IP_BURST",
 		"rate-limit-client": "WXIDP_RATE_LIMIT_CLIENT", "rate-limit-client-burst": "WXIDP_RATE_LIMIT_CLIENT_BURST",
@@ -97,6 +104,7 @@ const (
 	limitInvalidToken = "invalid_token"
 	limitWeChatAppID  = "wechat_appid"
 	limitBadCodes     = "bad_codes"
+	limitLoginTickets = "login_tickets"
 )
 
 // limits is the wiring of the rate limits: one Throttle for the web and
@@ -119,6 +127,7 @@ func newLimits(ctx context.Context, c limitsConfig, log *slog.Logger, reg promet
 		Source:       ratelimit.Limit{Name: limitSource, Rate: c.RateIP, Burst: c.RateIPBurst},
 		InvalidToken: ratelimit.Limit{Name: limitInvalidToken, Rate: c.RateInvalidToken, Burst: c.RateInvalidTokenBurst},
 		Subject:      ratelimit.Limit{Name: limitSubject, Rate: c.RateSubject, Burst: c.RateSubjectBurst},
+		LoginTickets: ratelimit.Limit{Name: limitLoginTickets, Rate: c.RateLoginTickets, Burst: c.RateLoginTicketsBurst},
 	}
 	l.provider = &provider.Limits{
 		Client:       ratelimit.Limit{Name: limitClient, Rate: c.RateClient, Burst: c.RateClientBurst},
@@ -128,7 +137,7 @@ func newLimits(ctx context.Context, c limitsConfig, log *slog.Logger, reg promet
 		OnLockout:    onLockout,
 	}
 	var errs []error
-	for _, lim := range []ratelimit.Limit{l.web.Source, l.web.InvalidToken, l.web.Subject, l.provider.Client, l.provider.AuthFailures, l.provider.WeChatAppID, l.provider.BadCodes} {
+	for _, lim := range []ratelimit.Limit{l.web.Source, l.web.InvalidToken, l.web.Subject, l.web.LoginTickets, l.provider.Client, l.provider.AuthFailures, l.provider.WeChatAppID, l.provider.BadCodes} {
 		errs = append(errs, lim.Validate())
 	}
 	if c.AuthFailures < 0 {
