@@ -23,7 +23,8 @@ CREATE TABLE login_tickets (
     scopes       text[]      NOT NULL,
     state        text        NOT NULL
         CHECK (state IN ('waiting', 'scanned', 'approved', 'denied', 'consumed')),
-    -- Who scanned it: NULL exactly while waiting.
+    -- Who scanned it: NULL while waiting, and on a ticket retired
+    -- (consumed) before anyone scanned it.
     user_id      text        REFERENCES users (id) ON DELETE CASCADE,
     source_ip    text        NOT NULL DEFAULT '',
     user_agent   text        NOT NULL DEFAULT '',
@@ -31,7 +32,7 @@ CREATE TABLE login_tickets (
     expires_at   timestamptz NOT NULL,
     scanned_at   timestamptz,
     decided_at   timestamptz,
-    CHECK ((state = 'waiting') = (user_id IS NULL))
+    CHECK (CASE state WHEN 'waiting' THEN user_id IS NULL WHEN 'consumed' THEN true ELSE user_id IS NOT NULL END)
 );
 CREATE INDEX login_tickets_expires_at ON login_tickets (expires_at);
 

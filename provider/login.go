@@ -88,6 +88,27 @@ func (p *Provider) RenewLogin(ctx context.Context, ticket string, b Browser) (*s
 	if old.State == storage.TicketConsumed {
 		return nil, storage.ErrConflict
 	}
+	// The old code must die with the new one's birth: whoever saw it could
+	// still approve it as themselves, and the browser may go back to it.
+	ctx, err = fstorage.MaybeBeginTx(ctx, p.store)
+	if err != nil {
+		return nil, outage(err)
+	}
+	t, err := p.retireAndRenew(ctx, old, b)
+	if err != nil {
+		_ = fstorage.MaybeRollbackTx(ctx, p.store)
+		return nil, err
+	}
+	if err := fstorage.MaybeCommitTx(ctx, p.store); err != nil {
+		return nil, outage(err)
+	}
+	return t, nil
+}
+
+func (p *Provider) retireAndRenew(ctx context.Context, old *storage.LoginTicket, b Browser) (*storage.LoginTicket, error) {
+	if err := p.logins.RetireLoginTicket(ctx, old.ID, old.BrowserHash); err != nil {
+		return nil, outage(err)
+	}
 	return p.newTicket(ctx, old.ClientID, old.Request, old.Scopes, b)
 }
 

@@ -112,6 +112,14 @@ type LoginStore interface {
 	// the ticket); ErrExpired when past ExpiresAt.
 	ConsumeLoginTicket(ctx context.Context, id, browserHash string, now time.Time) (*LoginTicket, error)
 
+	// RetireLoginTicket ends a ticket of the browser whose BrowserHash is
+	// browserHash whatever its state (State consumed), when the browser
+	// asks for a new code: the old QR code must not stay approvable, or
+	// whoever saw it could approve it as themselves for a page the browser
+	// may return to. nil when already consumed; ErrNotFound when unknown or
+	// another browser's.
+	RetireLoginTicket(ctx context.Context, id, browserHash string) error
+
 	// CreateBrowserSession stores s (a zero CreatedAt is set to now);
 	// ErrAlreadyExists if the ID is taken.
 	CreateBrowserSession(ctx context.Context, s *BrowserSession) error

@@ -216,6 +216,14 @@ func TestScanLoginTickets(t *testing.T) {
 	if resp, _ := b.post(e.issuer+"/login/renew", url.Values{"ticket": {ticket}}); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("renew without CSRF: %d", resp.StatusCode)
 	}
+	// The old code died with the renewal: nobody can approve it any more
+	// (else whoever saw it could, for a page the browser may go back to).
+	if status, body := e.mini(t, http.MethodPost, ticket, "scan", mallory); status != http.StatusConflict {
+		t.Errorf("scan of a renewed ticket's old code: %d %v, want 409", status, body)
+	}
+	if _, body := b.get(e.issuer + "/login/status?ticket=" + ticket); !strings.Contains(body, `"consumed"`) {
+		t.Errorf("old ticket's status after renewal: %s", body)
+	}
 	e.approve(t, next, alice)
 	resp, body = e.complete(t, b, next, csrf)
 	codeFrom(t, resp, body, a)

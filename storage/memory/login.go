@@ -142,6 +142,24 @@ func (s *Store) ConsumeLoginTicket(ctx context.Context, id, browserHash string, 
 	return decided, nil
 }
 
+// RetireLoginTicket ends the browser's ticket, whatever its state.
+func (s *Store) RetireLoginTicket(ctx context.Context, id, browserHash string) error {
+	tx, err := s.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	t, ok := s.tickets[id]
+	if !ok || t.BrowserHash != browserHash {
+		return fmt.Errorf("memory: retire login ticket: %w", storage.ErrNotFound)
+	}
+	if t.State != storage.TicketConsumed {
+		t.State = storage.TicketConsumed
+		put(tx, s.tickets, id, t)
+	}
+	return nil
+}
+
 // loginOutcome classifies a ticket a state change did not apply to, as the
 // PostgreSQL backend does: a consumed ticket conflicts, any other expired
 // one is expired, a change already made (same) is no error, and anything

@@ -145,6 +145,21 @@ func (s *Store) ConsumeLoginTicket(ctx context.Context, id, browserHash string, 
 	return loginOutcome("postgres: "+op, t, now, nil)
 }
 
+// RetireLoginTicket ends the browser's ticket, whatever its state.
+func (s *Store) RetireLoginTicket(ctx context.Context, id, browserHash string) error {
+	const op = "retire login ticket"
+	var mine bool
+	err := s.db(ctx).QueryRow(ctx, `WITH r AS (
+			UPDATE login_tickets SET state = 'consumed'
+			WHERE id = $1 AND browser_hash = $2 AND state <> 'consumed' RETURNING 1)
+		SELECT browser_hash = $2 FROM login_tickets WHERE id = $1`, id, browserHash).Scan(&mine)
+	if errors.Is(err, pgx.ErrNoRows) || err == nil && !mine {
+		// Unknown, or another browser's: as if unknown.
+		return fmt.Errorf("postgres: %s: %w", op, storage.ErrNotFound)
+	}
+	return recordErr(op, err)
+}
+
 // refusal answers a state change that matched no row: ErrNotFound for an
 // unknown ticket, the ticket and no error when same says the change had
 // already been made, else ErrExpired or ErrConflict.

@@ -56,6 +56,7 @@ func Run[S storage.Store](t *testing.T, newStore func(t *testing.T) S, only ...s
 		{"Leases", testLeases, false},
 		{"Audit", testAudit, false},
 		{"Login", testLogin, false},
+		{"LoginRetire", testLoginRetire, false},
 		{"Ping", testPing, false},
 	}
 	for _, g := range groups {
