@@ -183,16 +183,9 @@ func (f *Fake) stableToken(_ url.Values, body []byte, now time.Time) (any, int) 
 // phoneNumber is POST /wxa/business/getuserphonenumber. The access token is
 // checked before the code, so a stale token leaves the code unused.
 func (f *Fake) phoneNumber(q url.Values, body []byte, now time.Time) (any, int) {
-	at := q.Get("access_token")
-	if at == "" {
-		return nil, 41001
-	}
-	t, ok := f.tokens[at]
-	switch {
-	case !ok || t.revoked:
-		return nil, 40001
-	case !now.Before(t.expires):
-		return nil, 42001
+	t, code := f.checkToken(q.Get("access_token"), now)
+	if code != 0 {
+		return nil, code
 	}
 	var req struct {
 		Code string `json:"code"`
