@@ -2,9 +2,12 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/wxidp/wxidp/storage"
 )
 
 // Access tokens issued outside a transaction (client_credentials, the
@@ -76,16 +79,33 @@ func (b *insertBatcher) run() {
 			b.pending = nil // let the drained array (and its rows) go
 		}
 		b.mu.Unlock()
-		b.write(batch)
+		if err := b.write(batch); err != nil {
+			b.failPending(err)
+		}
 	}
 }
 
-func (b *insertBatcher) write(batch []*pendingInsert) {
+// failPending answers everything queued with the outage a batch just met:
+// the rows behind it would each wait out another deadline in turn.
+func (b *insertBatcher) failPending(err error) {
+	b.mu.Lock()
+	pending := b.pending
+	b.pending = nil
+	b.mu.Unlock()
+	for _, p := range pending {
+		p.done <- err
+	}
+}
+
+// write writes batch and answers its callers; it returns the error when
+// the database was unavailable.
+func (b *insertBatcher) write(batch []*pendingInsert) error {
 	db := timed{q: b.s.pool, d: b.s.timeout}
 	if len(batch) == 1 {
 		_, err := db.Exec(context.Background(), b.table.insert, batch[0].args...)
-		batch[0].done <- fositeErr("create "+b.table.what, err)
-		return
+		err = fositeErr("create "+b.table.what, err)
+		batch[0].done <- err
+		return unavailableErr(err)
 	}
 	q := &pgx.Batch{}
 	for _, p := range batch {
@@ -93,10 +113,11 @@ func (b *insertBatcher) write(batch []*pendingInsert) {
 	}
 	err := db.SendBatch(context.Background(), q).Close()
 	if err == nil || unavailable(err) {
+		err = fositeErr("create "+b.table.what, err)
 		for _, p := range batch {
-			p.done <- fositeErr("create "+b.table.what, err)
+			p.done <- err
 		}
-		return
+		return unavailableErr(err)
 	}
 	// One bad row fails the whole implicit transaction: write them one by
 	// one, so each caller gets its own row's answer.
@@ -104,4 +125,13 @@ func (b *insertBatcher) write(batch []*pendingInsert) {
 		_, err := db.Exec(context.Background(), b.table.insert, p.args...)
 		p.done <- fositeErr("create "+b.table.what, err)
 	}
+	return nil
+}
+
+// unavailableErr is err when it is an outage, else nil.
+func unavailableErr(err error) error {
+	if errors.Is(err, storage.ErrUnavailable) {
+		return err
+	}
+	return nil
 }

@@ -76,3 +76,36 @@ func TestAccessTokenBatches(t *testing.T) {
 		t.Errorf("a rolled-back access token: %v, want not found", err)
 	}
 }
+
+// TestAccessTokenBatchesHung: a burst of access-token writes against a
+// hung database all answer ErrUnavailable within about one deadline, not
+// one deadline per batch queued ahead of them.
+func TestAccessTokenBatchesHung(t *testing.T) {
+	t.Parallel()
+	const timeout = 300 * time.Millisecond
+	s, proxy := outageStore(t, timeout)
+	ctx := t.Context()
+	c := newTestClient(t, ctx, s, "a")
+	proxy.Hang()
+	defer proxy.Up()
+	const n = 400 // more than maxWriters × maxBatch: several batches queue
+	start := time.Now()
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs <- s.CreateAccessTokenSession(ctx, "hung-"+strconv.Itoa(i), newTestRequest(c, "r-"+strconv.Itoa(i)))
+		})
+	}
+	wg.Wait()
+	close(errs)
+	took := time.Since(start)
+	for err := range errs {
+		if !errors.Is(err, storage.ErrUnavailable) {
+			t.Fatalf("a write to a hung database: %v, want ErrUnavailable", err)
+		}
+	}
+	if took > 4*timeout {
+		t.Errorf("%d writes took %v against a %v deadline: queued batches waited in turn", n, took, timeout)
+	}
+}
