@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/ory/fosite"
@@ -313,9 +312,6 @@ func (p *Provider) AuthorizeFromSession(ctx context.Context, ar fosite.Authorize
 func (p *Provider) replay(ctx context.Context, request string) (fosite.AuthorizeRequester, error) {
 	r, err := http.NewRequestWithContext(ctx, http.MethodGet, p.cfg.Issuer+AuthorizePath+"?"+request, nil)
 	if err != nil {
-		return nil, errors.Join(ErrBadRedirect, fosite.ErrServerError.WithWrap(err))
-	}
-	if _, err := url.ParseQuery(request); err != nil {
 		return nil, errors.Join(ErrBadRedirect, fosite.ErrServerError.WithWrap(err))
 	}
 	return p.ParseAuthorize(ctx, r)
