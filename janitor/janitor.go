@@ -57,6 +57,10 @@ const AuditTable = "audit_events"
 const (
 	leaseName = "janitor"
 	leaseFor  = 2 * time.Minute
+	// releaseWithin bounds a lease statement that outlives its caller's
+	// context (SIGTERM): long enough for a healthy database, short enough
+	// not to hold up the shutdown when it is hung.
+	releaseWithin = 5 * time.Second
 )
 
 // New returns a janitor with a unique lease holder name.
@@ -87,10 +91,13 @@ func New(store Store, opts Options) *Janitor {
 // the lease.
 func (j *Janitor) RunOnce(ctx context.Context) (storage.PurgeStats, error) {
 	total := storage.PurgeStats{}
+	if err := ctx.Err(); err != nil {
+		return total, err
+	}
 	if err := j.lease(ctx); err != nil {
 		if !errors.Is(err, ErrBusy) {
-			// A TryLease cut short (SIGTERM) may have taken the lease in
-			// the database all the same.
+			// A TryLease that timed out may have taken the lease in the
+			// database all the same.
 			j.release(ctx)
 		}
 		return total, err
@@ -122,16 +129,23 @@ func (j *Janitor) RunOnce(ctx context.Context) (storage.PurgeStats, error) {
 // release gives the lease up with a fresh context: ctx may be why we are
 // stopping.
 func (j *Janitor) release(ctx context.Context) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseWithin)
 	defer cancel()
 	if err := j.store.ReleaseLease(rctx, leaseName, j.holder); err != nil {
 		j.opts.Log.Warn("janitor: release lease", "err", err)
 	}
 }
 
+// lease takes or renews the lease. Its statement is never cut short by
+// ctx: pgx gives up on a canceled statement by closing the connection, but
+// the server may already have it and commit it after our release has run on
+// another connection, leaving the lease held for its full term. The storage
+// deadline (WXIDP_DATABASE_TIMEOUT) still bounds it.
 func (j *Janitor) lease(ctx context.Context) error {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseWithin)
+	defer cancel()
 	now := j.opts.Now()
-	ok, err := j.store.TryLease(ctx, leaseName, j.holder, now, now.Add(leaseFor))
+	ok, err := j.store.TryLease(lctx, leaseName, j.holder, now, now.Add(leaseFor))
 	if err != nil {
 		return fmt.Errorf("janitor: lease: %w", err)
 	}

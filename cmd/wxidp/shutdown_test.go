@@ -206,14 +206,14 @@ func TestShutdownDrainsInFlightLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	var held int
-	if err := pool.QueryRow(context.Background(), `SELECT
-		(SELECT count(*) FROM leases WHERE until > now()) +
-		(SELECT count(*) FROM wechat_tokens WHERE lease_until > now())`).Scan(&held); err != nil {
+	var held []string
+	if err := pool.QueryRow(context.Background(), `SELECT coalesce(array_agg(l), '{}') FROM (
+		SELECT 'lease ' || name AS l FROM leases WHERE until > now() UNION ALL
+		SELECT 'wechat token ' || app_id FROM wechat_tokens WHERE lease_until > now()) held`).Scan(&held); err != nil {
 		t.Fatal(err)
 	}
-	if held != 0 {
-		t.Errorf("%d leases still held after exit", held)
+	if len(held) != 0 {
+		t.Errorf("still held after exit: %v", held)
 	}
 	if strings.Contains(p.logs.String(), `"level":"ERROR"`) {
 		t.Errorf("errors logged during the drain:\n%s", p.logs.String())
