@@ -213,11 +213,13 @@ func (s *Store) startClientListener() {
 }
 
 // Close stops the client cache's listener and waits for it; lookups read
-// the database from then on. The pool is the caller's to close, before or
+// the database from then on. It also gives up settling refresh rotations
+// whose COMMIT had an unknown outcome (unsettled.go). The pool is the caller's to close, before or
 // after. A store that is never closed keeps its listener until the
 // listener's connection fails after the pool was closed. Close may be
 // called more than once.
 func (s *Store) Close() {
+	s.unsettled.close()
 	cc := s.clients
 	if cc == nil {
 		return

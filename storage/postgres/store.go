@@ -29,6 +29,9 @@ type Store struct {
 	// accessWriter batches access-token inserts made outside a
 	// transaction (batchwrite.go).
 	accessWriter *insertBatcher
+	// unsettled tracks refresh rotations whose COMMIT had an unknown
+	// outcome (unsettled.go).
+	unsettled *unsettled
 }
 
 // Option configures a Store.
@@ -60,7 +63,7 @@ func WithClock(now func() time.Time) Option {
 // New returns a Store on pool. The caller owns the pool and closes it, and
 // closes the Store too (Close), which stops the client cache's listener.
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
-	s := &Store{pool: pool, clock: time.Now, timeout: DefaultTimeout, clients: newClientCache()}
+	s := &Store{pool: pool, clock: time.Now, timeout: DefaultTimeout, clients: newClientCache(), unsettled: newUnsettled()}
 	s.accessWriter = newInsertBatcher(s, accessTokens)
 	for _, o := range opts {
 		o(s)

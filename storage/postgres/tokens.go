@@ -8,7 +8,10 @@ import (
 
 // CreateAccessTokenSession stores the request behind an access token.
 func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, r fosite.Requester) error {
-	if _, inTx := txFrom(ctx); inTx || s.accessWriter == nil {
+	if st, inTx := txFrom(ctx); inTx || s.accessWriter == nil {
+		if inTx {
+			st.accessCreated = append(st.accessCreated, signature)
+		}
 		return s.create(ctx, accessTokens, signature, r, fosite.AccessToken)
 	}
 	if knownDown(ctx) {
@@ -40,6 +43,9 @@ func (s *Store) DeleteAccessTokenSession(ctx context.Context, signature string) 
 // the signature of the access token issued alongside so rotation can delete
 // it.
 func (s *Store) CreateRefreshTokenSession(ctx context.Context, signature, accessSignature string, r fosite.Requester) error {
+	if st, inTx := txFrom(ctx); inTx {
+		st.refreshCreated = append(st.refreshCreated, signature)
+	}
 	return s.create(ctx, refreshTokens, signature, r, fosite.RefreshToken, accessSignature)
 }
 
@@ -49,6 +55,9 @@ func (s *Store) CreateRefreshTokenSession(ctx context.Context, signature, access
 // dereferences the request to do so. A token still in its grace period reads
 // as active.
 func (s *Store) GetRefreshTokenSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	if s.unsettled.has(signature) {
+		return nil, errUnsettled
+	}
 	req, active, err := s.get(ctx, refreshTokens, signature, session, s.graceCutoff(s.clockNow()))
 	if err != nil {
 		return nil, err
@@ -96,7 +105,7 @@ const rotateRefreshToken = `WITH rotated AS (
 		DELETE FROM oauth2_access_tokens a USING rotated r
 		WHERE a.signature = r.access_token_signature AND NOT r.grace_used
 	)
-	SELECT count(*) FROM rotated`
+	SELECT count(*), coalesce(bool_or(grace_used), false) FROM rotated`
 
 // RotateRefreshToken deactivates exactly the presented refresh token and
 // deletes the access token issued with it; other tokens of the request stay
@@ -109,13 +118,19 @@ const rotateRefreshToken = `WITH rotated AS (
 // ID is not that grant's token.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	now := s.clockNow()
-	var n int
-	err := s.db(ctx).QueryRow(ctx, rotateRefreshToken, signature, requestID, now, s.graceCutoff(now)).Scan(&n)
+	var (
+		n        int
+		graceUse bool
+	)
+	err := s.db(ctx).QueryRow(ctx, rotateRefreshToken, signature, requestID, now, s.graceCutoff(now)).Scan(&n, &graceUse)
 	if err != nil {
 		return fositeErr("rotate refresh token", err)
 	}
 	if n == 0 {
 		return fosite.ErrNotFound
+	}
+	if st, inTx := txFrom(ctx); inTx {
+		st.rotations = append(st.rotations, rotation{presented: signature, requestID: requestID, graceUse: graceUse})
 	}
 	return nil
 }

@@ -33,6 +33,10 @@ type txState struct {
 	// clients written in the transaction, invalidated in the client cache
 	// again at Commit (clientsWritten).
 	clients []string
+	// refresh rotations and the tokens created with them, settled if the
+	// COMMIT's outcome is unknown (unsettled.go).
+	rotations                     []rotation
+	refreshCreated, accessCreated []string
 }
 
 func txFrom(ctx context.Context) (*txState, bool) {
@@ -110,8 +114,12 @@ func (s *Store) Commit(ctx context.Context) error {
 	}
 	cctx, cancel := s.bound(ctx)
 	defer cancel()
+	pid, sent := st.tx.Conn().PgConn().PID(), time.Now()
 	err := st.tx.Commit(cctx)
 	s.committed(st)
+	if len(st.rotations) > 0 && commitOutcomeUnknown(err) {
+		s.settleLater(st, pid, sent)
+	}
 	if err != nil {
 		// A Commit of an already ended transaction is the caller's mistake,
 		// not a failed commit.
