@@ -45,3 +45,15 @@ func (p *Provider) watchReuse(ctx context.Context) (context.Context, func(ar fos
 		p.audit.RefreshReuse(ctx, ar.GetClient().GetID(), probe.chainID, errors.Is(err, fosite.ErrInactiveToken))
 	}
 }
+
+// DeletePKCERequestSession keeps the PKCE row. fosite's PKCE handler
+// deletes it while validating a code exchange, before the code is
+// invalidated, so a concurrent exchange of the same code arriving just
+// after was refused for missing PKCE data: an invalid_grant that left the
+// winner's tokens valid although it was a second use of the code (RFC 6749
+// §4.1.2 asks for their revocation; TestScanLoginCodeRace failed about one
+// run in eight). Kept, the loser reaches the code's invalidation, waits for
+// the winner's commit and is answered as a replay (codeReused). The code's
+// single use is what gates the exchange; the janitor purges the row when
+// the code expires.
+func (w reuseWatch) DeletePKCERequestSession(context.Context, string) error { return nil }
