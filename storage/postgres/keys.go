@@ -99,7 +99,7 @@ func (s *Store) RotateSigningKeys(ctx context.Context, newNext *storage.SigningK
 	if k.CreatedAt.IsZero() {
 		k.CreatedAt = now()
 	}
-	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx querier) error {
 		nextKID, err := lockNextKey(ctx, tx, notBefore)
 		if err != nil {
 			return err
@@ -122,7 +122,7 @@ func (s *Store) RotateSigningKeys(ctx context.Context, newNext *storage.SigningK
 
 // lockNextKey runs lockRotation and returns the kid of the next key, or
 // storage.ErrNotReady if there is none or it was created after notBefore.
-func lockNextKey(ctx context.Context, tx pgx.Tx, notBefore time.Time) (string, error) {
+func lockNextKey(ctx context.Context, tx querier, notBefore time.Time) (string, error) {
 	rows, err := tx.Query(ctx, lockRotation)
 	if err != nil {
 		return "", err
@@ -192,7 +192,7 @@ func (s *Store) RevokeSigningKey(ctx context.Context, kid string, newNext *stora
 	if k.CreatedAt.IsZero() {
 		k.CreatedAt = now()
 	}
-	err := s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx querier) error {
 		state, err := lockRevoked(ctx, tx, kid)
 		if err != nil {
 			return err
@@ -231,7 +231,7 @@ func (s *Store) RevokeSigningKey(ctx context.Context, kid string, newNext *stora
 
 // lockRevoked runs lockRevocation and returns kid's state, or
 // storage.ErrNotFound if there is no such key.
-func lockRevoked(ctx context.Context, tx pgx.Tx, kid string) (storage.KeyState, error) {
+func lockRevoked(ctx context.Context, tx querier, kid string) (storage.KeyState, error) {
 	rows, err := tx.Query(ctx, lockRevocation, kid)
 	if err != nil {
 		return "", err

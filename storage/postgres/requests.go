@@ -69,6 +69,12 @@ func (s *Store) create(ctx context.Context, t sessionTable, key string, r fosite
 	if err != nil {
 		return err
 	}
+	if st, inTx := txFrom(ctx); inTx {
+		// Nothing reads the insert's result before the commit, which
+		// reports its failure (pipetx.go).
+		st.tx.queue("create "+t.what, t.insert, args...)
+		return nil
+	}
 	_, err = s.db(ctx).Exec(ctx, t.insert, args...)
 	return fositeErr("create "+t.what, err)
 }

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,7 +27,7 @@ type querier interface {
 
 // txState is what BeginTX puts in the context.
 type txState struct {
-	tx pgx.Tx
+	tx *pipeTx
 	// commitFailed lets the Rollback fosite sends after a failed Commit
 	// succeed (see Rollback).
 	commitFailed bool
@@ -54,26 +55,42 @@ func (s *Store) db(ctx context.Context) querier {
 	return timed{q: s.pool, d: s.timeout}
 }
 
-// inTx runs fn atomically: in a savepoint of ctx's transaction (pgx makes
-// Begin on a transaction a savepoint), so a failure undoes fn's writes but
-// leaves the caller's transaction usable; otherwise in a READ COMMITTED
+// inTx runs fn atomically: in a savepoint of ctx's transaction, so a
+// failure undoes fn's writes but leaves the caller's transaction usable;
+// otherwise in a READ COMMITTED
 // transaction of its own, stated rather than inherited from the server's
 // default_transaction_isolation, because callers rely on its row re-check
 // after a lock wait.
 // The whole of fn, pool acquisition included, runs under one store deadline.
 // fn must run its statements with the context it is given, which carries
 // that deadline.
-func (s *Store) inTx(ctx context.Context, fn func(context.Context, pgx.Tx) error) error {
+func (s *Store) inTx(ctx context.Context, fn func(context.Context, querier) error) error {
 	if knownDown(ctx) {
 		return errKnownUnavailable
 	}
 	bctx, cancel := s.bound(ctx)
 	defer cancel()
-	body := func(tx pgx.Tx) error { return fn(bctx, tx) }
 	if st, ok := txFrom(ctx); ok {
-		return noteDown(ctx, pgx.BeginFunc(bctx, st.tx, body))
+		return noteDown(ctx, savepoint(bctx, st.tx, fn))
 	}
-	return noteDown(ctx, pgx.BeginTxFunc(bctx, s.pool, txOptions, body))
+	return noteDown(ctx, pgx.BeginTxFunc(bctx, s.pool, txOptions, func(tx pgx.Tx) error { return fn(bctx, tx) }))
+}
+
+// savepoint runs fn in a savepoint of tx. SAVEPOINT and RELEASE go in the
+// pipeline of fn's first statement and of whatever follows.
+func savepoint(ctx context.Context, tx *pipeTx, fn func(context.Context, querier) error) error {
+	name := "wxidp_" + strconv.Itoa(tx.depth)
+	tx.depth++
+	defer func() { tx.depth-- }()
+	tx.queue("savepoint", "SAVEPOINT "+name)
+	if err := fn(ctx, tx); err != nil {
+		if _, rerr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT "+name); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		return err
+	}
+	tx.queue("release savepoint", "RELEASE SAVEPOINT "+name)
+	return nil
 }
 
 // txOptions states the isolation level of every transaction the store
@@ -87,7 +104,8 @@ var txOptions = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
 // method called with that context runs inside it until Commit or Rollback.
 // The transaction holds a pooled connection until then, so callers must not
 // sign, hash or call out to WeChat between BeginTX and Commit. Each call in
-// it has its own deadline; so does BEGIN, pool acquisition included.
+// it has its own deadline; so does the pool acquisition. BEGIN itself goes
+// with the first statement (pipetx.go).
 func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if _, ok := txFrom(ctx); ok {
 		return ctx, storage.ErrTxActive
@@ -97,12 +115,12 @@ func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	}
 	bctx, cancel := s.bound(ctx)
 	defer cancel()
-	tx, err := s.pool.BeginTx(bctx, txOptions)
+	conn, err := s.pool.Acquire(bctx)
 	err = noteDown(ctx, err)
 	if err != nil {
 		return ctx, recordErr("begin", err)
 	}
-	return context.WithValue(ctx, txKey{}, &txState{tx: tx}), nil
+	return context.WithValue(ctx, txKey{}, &txState{tx: &pipeTx{conn: conn}}), nil
 }
 
 // Commit commits the context's transaction. A serialization failure or
@@ -114,8 +132,12 @@ func (s *Store) Commit(ctx context.Context) error {
 	}
 	cctx, cancel := s.bound(ctx)
 	defer cancel()
-	pid, sent := st.tx.Conn().PgConn().PID(), time.Now()
-	err := st.tx.Commit(cctx)
+	var pid uint32
+	if st.tx.conn != nil {
+		pid = st.tx.conn.Conn().PgConn().PID()
+	}
+	sent := time.Now()
+	err := noteDown(ctx, st.tx.commit(cctx))
 	s.committed(st)
 	if len(st.rotations) > 0 && commitOutcomeUnknown(err) {
 		s.settleLater(st, pid, sent)
@@ -146,7 +168,7 @@ func (s *Store) Rollback(ctx context.Context) error {
 	// connection instead of returning it to the pool.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(rollbackTimeout, s.timeout))
 	defer cancel()
-	err := st.tx.Rollback(rctx)
+	err := st.tx.rollback(rctx)
 	if errors.Is(err, pgx.ErrTxClosed) && st.commitFailed {
 		return nil
 	}

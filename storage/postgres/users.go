@@ -100,7 +100,7 @@ func (s *Store) LinkWeChatIdentity(ctx context.Context, id *storage.WeChatIdenti
 	// queries must see what the lock holder committed (a REPEATABLE READ
 	// snapshot, taken at the first lock statement, would not, and the insert
 	// would then collide).
-	err = s.inTx(ctx, func(ctx context.Context, tx pgx.Tx) error {
+	err = s.inTx(ctx, func(ctx context.Context, tx querier) error {
 		if _, err := tx.Exec(ctx, lockKey, "wechat identity "+id.AppID+" "+id.OpenID); err != nil {
 			return err
 		}
@@ -124,7 +124,7 @@ func (s *Store) LinkWeChatIdentity(ctx context.Context, id *storage.WeChatIdenti
 // linkNew inserts an identity not known yet, under the locks: it joins the
 // user holding its unionid, or gets a new user (who then holds the
 // unionid).
-func linkNew(ctx context.Context, tx pgx.Tx, id *storage.WeChatIdentity, newUserID string, stamp time.Time) (*storage.User, error) {
+func linkNew(ctx context.Context, tx querier, id *storage.WeChatIdentity, newUserID string, stamp time.Time) (*storage.User, error) {
 	var u *storage.User
 	if id.UnionID != "" {
 		var holder string
