@@ -78,6 +78,8 @@ type Manager struct {
 	// dropped are keys build forgot whose signers are still open: the
 	// snapshot in force may sign with them until the next one is stored.
 	dropped []*loaded
+	// verified is shared by every Signer of the manager (verified.go).
+	verified verifiedCache
 }
 
 type loaded struct {

@@ -38,8 +38,20 @@ func (m *Manager) Signer() *Signer {
 }
 
 // Decode parses and verifies token with the published key its kid names.
+// A token verified before under the current key set is not verified again
+// (verifiedCache).
 func (s *Signer) Decode(_ context.Context, token string) (*jwt.Token, error) {
-	return jwt.ParseWithClaims(token, jwt.MapClaims{}, s.keyFor)
+	set := s.m.set.Load()
+	if t, ok := s.m.verified.get(set, token); ok {
+		return t, nil
+	}
+	t, err := jwt.ParseWithClaims(token, jwt.MapClaims{}, s.keyFor)
+	if err == nil {
+		// keyFor read the set again: the same one, or a newer one, under
+		// which this entry will not count.
+		s.m.verified.put(set, token, t)
+	}
+	return t, err
 }
 
 // Validate verifies token and returns its signature.

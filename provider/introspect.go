@@ -92,7 +92,7 @@ func (p *Provider) introspect(ctx context.Context, r *http.Request) (*Introspect
 	if ir.GetTokenUse() == fosite.RefreshToken {
 		kind, out.TokenType = fosite.RefreshToken, "refresh_token"
 	}
-	if out.Issuer, err = p.introspectedIssuer(kind, r.PostFormValue("token"), ar); err != nil {
+	if out.Issuer, err = p.introspectedIssuer(ctx, kind, r.PostFormValue("token"), ar); err != nil {
 		return &Introspection{}, nil
 	}
 	if exp := ar.GetSession().GetExpiresAt(kind); !exp.IsZero() {
@@ -106,9 +106,9 @@ func (p *Provider) introspect(ctx context.Context, r *http.Request) (*Introspect
 // it, and a resource server must see that); a refresh token is opaque, so
 // it is the issuer recorded in its session, else this server, the only
 // kind of issuer that can redeem it (one holding the same secrets).
-func (p *Provider) introspectedIssuer(kind fosite.TokenType, token string, ar fosite.Requester) (string, error) {
+func (p *Provider) introspectedIssuer(ctx context.Context, kind fosite.TokenType, token string, ar fosite.Requester) (string, error) {
 	if kind == fosite.AccessToken {
-		return tokenIssuer(token)
+		return p.tokenIssuer(ctx, token)
 	}
 	if sess, ok := ar.GetSession().(*Session); ok && sess.IDTokenClaims().Issuer != "" {
 		return sess.IDTokenClaims().Issuer, nil

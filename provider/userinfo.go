@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	jose "github.com/go-jose/go-jose/v4"
-	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"github.com/ory/fosite"
 
 	"github.com/wxidp/wxidp/provider/grants"
@@ -93,7 +91,7 @@ func (p *Provider) bearer(ctx context.Context, token string) (fosite.AccessReque
 	// the issuer: a token minted under another issuer that shares our keys
 	// and database (a second configuration, a staging deployment) is not
 	// ours to answer for.
-	if iss, err := tokenIssuer(token); err != nil || iss != p.cfg.Issuer {
+	if iss, err := p.tokenIssuer(ctx, token); err != nil || iss != p.cfg.Issuer {
 		return nil, nil, ErrTokenInactive // signed by our keys (fosite checked), not ours to answer
 	}
 	sess, ok := ar.GetSession().(*Session)
@@ -133,17 +131,14 @@ func (p *Provider) BearerUser(ctx context.Context, token string) (string, error)
 }
 
 // tokenIssuer reads the iss claim of an access token (a JWT) that fosite
-// has already verified; the signature is not checked again here.
-func tokenIssuer(token string) (string, error) {
-	t, err := josejwt.ParseSigned(token, []jose.SignatureAlgorithm{jose.RS256})
+// has just verified. The signer remembers tokens it verified (keys.Signer),
+// so this parses nothing again; a token that no longer verifies has no
+// issuer to answer for.
+func (p *Provider) tokenIssuer(ctx context.Context, token string) (string, error) {
+	t, err := p.signer.Decode(ctx, token)
 	if err != nil {
 		return "", err
 	}
-	var claims struct {
-		Issuer string `json:"iss"`
-	}
-	if err := t.UnsafeClaimsWithoutVerification(&claims); err != nil {
-		return "", err
-	}
-	return claims.Issuer, nil
+	iss, _ := t.Claims["iss"].(string)
+	return iss, nil
 }
