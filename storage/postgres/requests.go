@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"strconv"
-	"time"
 
 	"github.com/ory/fosite"
 
@@ -17,7 +16,10 @@ type sessionTable struct {
 	what   string // names the kind of row in error messages
 	insert string
 	get    string
-	delete string
+	// getMany is get for many signatures ($1, an array), for tables whose
+	// active expression takes no arguments (batchread.go).
+	getMany string
+	delete  string
 }
 
 const recordColumns = `signature, request_id, requested_at, client_id, requested_scopes, granted_scopes,
@@ -33,17 +35,19 @@ func newSessionTable(what, table, active string, extraColumns ...string) session
 		cols += ", " + c
 		vals += ", $" + strconv.Itoa(13+i)
 	}
-	return sessionTable{
-		what:   what,
-		insert: `INSERT INTO ` + table + ` (` + cols + `) VALUES (` + vals + `)`,
-		// The client comes in the same round trip: every read of a token
-		// needs it, and a second query per introspection or refresh would
-		// double the database work of the hottest paths.
-		get: `SELECT t.signature, t.request_id, t.requested_at, t.client_id, t.requested_scopes, t.granted_scopes,
+	// The client comes in the same round trip: every read of a token needs
+	// it, and a second query per introspection or refresh would double the
+	// database work of the hottest paths.
+	get := `SELECT t.signature, t.request_id, t.requested_at, t.client_id, t.requested_scopes, t.granted_scopes,
 			t.requested_audience, t.granted_audience, t.form, t.session, t.subject, t.expires_at, ` + active + `,
 			` + clientColumns + `
-			FROM ` + table + ` t JOIN clients c ON c.id = t.client_id WHERE t.signature = $1`,
-		delete: `DELETE FROM ` + table + ` WHERE signature = $1`,
+			FROM ` + table + ` t JOIN clients c ON c.id = t.client_id WHERE t.signature `
+	return sessionTable{
+		what:    what,
+		insert:  `INSERT INTO ` + table + ` (` + cols + `) VALUES (` + vals + `)`,
+		get:     get + `= $1`,
+		getMany: get + `= ANY($1)`,
+		delete:  `DELETE FROM ` + table + ` WHERE signature = $1`,
 	}
 }
 
@@ -97,26 +101,33 @@ func recordArgs(key string, r fosite.Requester, expiry fosite.TokenType, extra .
 // returned either way, since fosite needs it to revoke a reused token's
 // chain. args are bound after key, for the table's active expression.
 func (s *Store) get(ctx context.Context, t sessionTable, key string, session fosite.Session, args ...any) (_ *fosite.Request, active bool, _ error) {
-	var (
-		rec     storage.RequestRecord
-		expires *time.Time
-		client  storage.Client
-	)
-	dest := append([]any{&rec.Signature, &rec.RequestID, &rec.RequestedAt, &rec.ClientID,
-		&rec.RequestedScopes, &rec.GrantedScopes, &rec.RequestedAudience, &rec.GrantedAudience,
-		&rec.Form, &rec.Session, &rec.Subject, &expires, &active}, clientDest(&client)...)
-	if err := s.db(ctx).QueryRow(ctx, t.get, append([]any{key}, args...)...).Scan(dest...); err != nil {
-		return nil, false, fositeErr("get "+t.what, err)
-	}
-	// Decoding happens here, after QueryRow has given the connection back.
-	rec.RequestedAt = rec.RequestedAt.UTC()
-	rec.ExpiresAt = zeroTime(expires)
-	normalizeClient(&client)
-	req, err := rec.Requester(ctx, joinedClient{ClientManager: s, client: storage.NewOAuthClient(&client)}, session)
+	row, err := s.scan(ctx, t, key, args...)
 	if err != nil {
 		return nil, false, err
 	}
-	return req, active, nil
+	// Decoding happens here, after the connection was given back.
+	rec := &row.rec
+	rec.RequestedAt = rec.RequestedAt.UTC()
+	rec.ExpiresAt = zeroTime(row.expires)
+	normalizeClient(&row.client)
+	req, err := rec.Requester(ctx, joinedClient{ClientManager: s, client: storage.NewOAuthClient(&row.client)}, session)
+	if err != nil {
+		return nil, false, err
+	}
+	return req, row.active, nil
+}
+
+// scan reads the row under key: in a batch for access tokens outside a
+// transaction (batchread.go), else on its own.
+func (s *Store) scan(ctx context.Context, t sessionTable, key string, args ...any) (*scannedToken, error) {
+	if _, inTx := txFrom(ctx); !inTx && s.accessReader != nil && t.get == accessTokens.get {
+		return s.accessReader.get(ctx, key)
+	}
+	row := &scannedToken{}
+	if err := s.db(ctx).QueryRow(ctx, t.get, append([]any{key}, args...)...).Scan(row.dest()...); err != nil {
+		return nil, fositeErr("get "+t.what, err)
+	}
+	return row, nil
 }
 
 // joinedClient hands RequestRecord.Requester the client the row was joined

@@ -29,6 +29,9 @@ type Store struct {
 	// accessWriter batches access-token inserts made outside a
 	// transaction (batchwrite.go).
 	accessWriter *insertBatcher
+	// accessReader batches access-token lookups made outside a
+	// transaction (batchread.go).
+	accessReader *getBatcher
 	// unsettled tracks refresh rotations whose COMMIT had an unknown
 	// outcome (unsettled.go).
 	unsettled *unsettled
@@ -65,6 +68,7 @@ func WithClock(now func() time.Time) Option {
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s := &Store{pool: pool, clock: time.Now, timeout: DefaultTimeout, clients: newClientCache(), unsettled: newUnsettled()}
 	s.accessWriter = newInsertBatcher(s, accessTokens)
+	s.accessReader = newGetBatcher(s, accessTokens)
 	for _, o := range opts {
 		o(s)
 	}

@@ -1,0 +1,152 @@
+package postgres
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ory/fosite"
+
+	"github.com/wxidp/wxidp/storage"
+)
+
+// Access-token lookups outside a transaction (introspection, /userinfo,
+// every bearer check) are read in batches, as access tokens are written
+// (batchwrite.go): lookups that arrive while a batch is being read go
+// together in the next one, one statement (signature = ANY) and one round
+// trip for all of them. Nothing waits for a batch to fill, so an idle
+// server reads each token at once. A batch is sent only after every one of
+// its callers asked, so it sees every revocation committed before any of
+// them did: introspection stays exact.
+
+// scannedToken is one row of a session table as read, before its request
+// is rebuilt (which needs the caller's session type).
+type scannedToken struct {
+	rec     storage.RequestRecord
+	expires *time.Time
+	active  bool
+	client  storage.Client
+}
+
+func (r *scannedToken) dest() []any {
+	return append([]any{&r.rec.Signature, &r.rec.RequestID, &r.rec.RequestedAt, &r.rec.ClientID,
+		&r.rec.RequestedScopes, &r.rec.GrantedScopes, &r.rec.RequestedAudience, &r.rec.GrantedAudience,
+		&r.rec.Form, &r.rec.Session, &r.rec.Subject, &r.expires, &r.active}, clientDest(&r.client)...)
+}
+
+type pendingGet struct {
+	key  string
+	done chan getResult // buffered: the reader never waits on a caller
+}
+
+type getResult struct {
+	row *scannedToken // nil: no such token
+	err error
+}
+
+type getBatcher struct {
+	s       *Store
+	table   sessionTable
+	mu      sync.Mutex
+	pending []*pendingGet
+	readers int
+}
+
+func newGetBatcher(s *Store, t sessionTable) *getBatcher { return &getBatcher{s: s, table: t} }
+
+// get reads the row under key: fosite.ErrNotFound if there is none.
+func (b *getBatcher) get(ctx context.Context, key string) (*scannedToken, error) {
+	if knownDown(ctx) {
+		return nil, errKnownUnavailable
+	}
+	p := &pendingGet{key: key, done: make(chan getResult, 1)}
+	b.mu.Lock()
+	b.pending = append(b.pending, p)
+	if b.readers < maxWriters {
+		b.readers++
+		go b.run()
+	}
+	b.mu.Unlock()
+	select {
+	case r := <-p.done:
+		if r.err != nil {
+			return nil, noteDown(ctx, r.err)
+		}
+		if r.row == nil {
+			return nil, fosite.ErrNotFound
+		}
+		return r.row, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// run reads batches until nothing is pending, then ends.
+func (b *getBatcher) run() {
+	for {
+		b.mu.Lock()
+		n := min(len(b.pending), maxBatch)
+		if n == 0 {
+			b.readers--
+			b.mu.Unlock()
+			return
+		}
+		batch := b.pending[:n:n]
+		if b.pending = b.pending[n:]; len(b.pending) == 0 {
+			b.pending = nil
+		}
+		b.mu.Unlock()
+		b.read(batch)
+	}
+}
+
+// read answers batch with one statement.
+func (b *getBatcher) read(batch []*pendingGet) {
+	keys := make([]string, len(batch))
+	for i, p := range batch {
+		keys[i] = p.key
+	}
+	found := make(map[string]*scannedToken, len(batch))
+	err := func() error {
+		rows, err := timed{q: b.s.pool, d: b.s.timeout}.Query(context.Background(), b.table.getMany, keys)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			r := &scannedToken{}
+			if err := rows.Scan(r.dest()...); err != nil {
+				return err
+			}
+			found[r.rec.Signature] = r
+		}
+		return rows.Err()
+	}()
+	err = fositeErr("get "+b.table.what, err)
+	// Callers of one key each rebuild their own request: copies are made
+	// before anyone gets the row.
+	rows := make([]*scannedToken, len(batch))
+	given := make(map[string]bool, len(found))
+	for i, p := range batch {
+		if rows[i] = found[p.key]; rows[i] != nil && given[p.key] {
+			rows[i] = rows[i].clone()
+		}
+		given[p.key] = true
+	}
+	for i, p := range batch {
+		p.done <- getResult{row: rows[i], err: err}
+	}
+}
+
+// clone copies everything a caller rebuilding its request could change.
+func (r *scannedToken) clone() *scannedToken {
+	cp := *r
+	c, rec := &cp.client, &cp.rec
+	for _, s := range []*[]string{&rec.RequestedScopes, &rec.GrantedScopes, &rec.RequestedAudience, &rec.GrantedAudience,
+		&c.GrantTypes, &c.Scopes, &c.Audience, &c.RedirectURIs, &c.AllowedCORSOrigins, &c.PostLogoutRedirectURIs} {
+		*s = slices.Clone(*s)
+	}
+	rec.Session, c.SecretHash, c.WeChatAppSecret = slices.Clone(rec.Session), slices.Clone(c.SecretHash), slices.Clone(c.WeChatAppSecret)
+	return &cp
+}

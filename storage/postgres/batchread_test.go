@@ -1,0 +1,74 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
+
+	"github.com/wxidp/wxidp/storage"
+)
+
+// TestAccessTokenLookupsBatched: concurrent lookups of access tokens share
+// round trips, and each still gets its own answer: its row (its own copy
+// when two ask for the same token), not found for an unknown token, not
+// found for one revoked before it asked.
+func TestAccessTokenLookupsBatched(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, rt := tracedStore(t)
+	client := &storage.Client{ID: "rs"}
+	if err := s.CreateClient(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	for i := range n {
+		req := grantRequest(client, fmt.Sprintf("grant-%d", i))
+		if err := s.CreateAccessTokenSession(ctx, fmt.Sprintf("at-%d", i), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RevokeAccessToken(ctx, "grant-3"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // warm the pool's connections and statements
+		_, _ = s.GetAccessTokenSession(ctx, "at-0", openid.NewDefaultSession())
+	}
+
+	before := rt.n.Load()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*n)
+	for i := range 3 * n { // a third unknown, a third asked twice
+		wg.Go(func() {
+			if i >= 2*n {
+				i -= 2 * n
+			}
+			key := fmt.Sprintf("at-%d", i)
+			req, err := s.GetAccessTokenSession(ctx, key, openid.NewDefaultSession())
+			switch {
+			case i >= n || i == 3:
+				if !errors.Is(err, fosite.ErrNotFound) {
+					errs <- fmt.Errorf("%s (unknown or revoked): %v, want not found", key, err)
+				}
+			case err != nil:
+				errs <- fmt.Errorf("%s: %v", key, err)
+			case req.GetID() != fmt.Sprintf("grant-%d", i) || req.GetSession().GetSubject() != fmt.Sprintf("sub-grant-%d", i):
+				errs <- fmt.Errorf("%s: got the row of %s (%s)", key, req.GetID(), req.GetSession().GetSubject())
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if trips := rt.n.Load() - before; trips >= 3*n {
+		t.Errorf("%d concurrent lookups took %d round trips, want them batched", 3*n, trips)
+	} else {
+		t.Logf("%d concurrent lookups took %d round trips", 3*n, trips)
+	}
+}
