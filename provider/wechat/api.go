@@ -2,6 +2,10 @@ package wechat
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -194,4 +198,26 @@ func (s *looseString) UnmarshalJSON(b []byte) error {
 	}
 	*s = looseString(n.String())
 	return nil
+}
+
+// CheckSession asks whether sessionKey is still the user's current
+// session_key: GET /wxa/checksession with its signature, hmac_sha256 of an
+// empty message keyed by the session_key (the key itself never leaves).
+// A replaced or expired key is (false, nil); a failed call is an error.
+func (c *Client) CheckSession(ctx context.Context, accessToken, openID, sessionKey string) (bool, error) {
+	mac := hmac.New(sha256.New, []byte(sessionKey))
+	sig := hex.EncodeToString(mac.Sum(nil))
+	var r struct{}
+	err := c.do(ctx, call{
+		op: "checksession", method: http.MethodGet, path: "/wxa/checksession",
+		query: url.Values{
+			"access_token": {accessToken}, "openid": {openID}, "signature": {sig}, "sig_method": {"hmac_sha256"},
+		},
+		secrets: []string{accessToken, sig},
+	}, &r)
+	var api *APIError
+	if errors.As(err, &api) && api.Code == CodeBadSignature {
+		return false, nil
+	}
+	return err == nil, err
 }

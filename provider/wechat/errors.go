@@ -29,6 +29,7 @@ const (
 	CodeInvalidPage   = 41030 // wxacode page not in the published version, or with a leading slash
 	CodeInvalidArgs   = 40097 // e.g. wxacode env_version or width refused
 	CodeDailyQuota    = 45009 // daily API quota reached
+	CodeBadSignature  = 87009 // checksession: the session_key is not the user's current one
 )
 
 // ErrUnavailable is wrapped by every error that says "WeChat could not answer

@@ -17,6 +17,7 @@ const (
 	PathStableToken  = "/cgi-bin/stable_token"
 	PathPhoneNumber  = "/wxa/business/getuserphonenumber"
 	PathWXACode      = "/wxa/getwxacodeunlimit"
+	PathCheckSession = "/wxa/checksession"
 )
 
 const (
@@ -84,6 +85,7 @@ func New() *Fake {
 	f.mux.HandleFunc(PathStableToken, f.api(http.MethodPost, f.stableToken))
 	f.mux.HandleFunc(PathPhoneNumber, f.api(http.MethodPost, f.phoneNumber))
 	f.mux.HandleFunc(PathWXACode, f.api(http.MethodPost, f.wxaCode))
+	f.mux.HandleFunc(PathCheckSession, f.api(http.MethodGet, f.checkSession))
 	f.mux.HandleFunc("POST /_fake/login", f.fakeLogin)
 	f.mux.HandleFunc("POST /_fake/phonecode", f.fakePhoneCode)
 	return f

@@ -1,6 +1,9 @@
 package wechatfake
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"mime"
@@ -32,6 +35,7 @@ var errmsgs = map[int]string{
 	45011: "api minute-quota reach limit  mustslower  retry next minute",
 	47001: "data format error",
 	85096: "scancode_time not allowed",
+	87009: "invalid signature",
 }
 
 // maxRequest bounds request bodies; real ones are under 200 bytes.
@@ -287,4 +291,25 @@ func writeFake(w http.ResponseWriter, status int, key, value string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{key: value})
+}
+
+// checkSession answers GET /wxa/checksession: is the signature
+// hmac_sha256(key: session_key, message: "") of the user's current
+// session_key? Only the latest login's key is current; an earlier one was
+// replaced by it, as WeChat does.
+func (f *Fake) checkSession(q url.Values, _ []byte, now time.Time) (any, int) {
+	t, code := f.checkToken(q.Get("access_token"), now)
+	if code != 0 {
+		return nil, code
+	}
+	openID, sig := q.Get("openid"), q.Get("signature")
+	if openID == "" || sig == "" || q.Get("sig_method") != "hmac_sha256" {
+		return nil, 40097
+	}
+	key := f.apps[t.appID].sessionKeys[openID]
+	mac := hmac.New(sha256.New, []byte(key))
+	if key == "" || !hmac.Equal([]byte(hex.EncodeToString(mac.Sum(nil))), []byte(sig)) {
+		return nil, 87009
+	}
+	return map[string]any{"errcode": 0, "errmsg": "ok"}, 0
 }

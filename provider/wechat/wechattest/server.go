@@ -14,6 +14,7 @@ const (
 	PathStableToken  = wechatfake.PathStableToken
 	PathPhoneNumber  = wechatfake.PathPhoneNumber
 	PathWXACode      = wechatfake.PathWXACode
+	PathCheckSession = wechatfake.PathCheckSession
 )
 
 // Server is a Fake listening on a local httptest.Server. Its URL is the base
