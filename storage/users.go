@@ -47,6 +47,9 @@ type UserStore interface {
 	GetUser(ctx context.Context, id string) (*User, error)
 	// GetWeChatIdentity returns the identity or ErrNotFound.
 	GetWeChatIdentity(ctx context.Context, appID, openID string) (*WeChatIdentity, error)
+	// UserWeChatIdentity returns the user's identity in the mini-program
+	// appID (one per app: an openid is per app and person), or ErrNotFound.
+	UserWeChatIdentity(ctx context.Context, userID, appID string) (*WeChatIdentity, error)
 	// SetUserPhone stores a verified phone number; ErrNotFound if no user.
 	SetUserPhone(ctx context.Context, userID, phone string) error
 }

@@ -124,6 +124,29 @@ func (s *Store) GetWeChatIdentity(ctx context.Context, appID, openID string) (*s
 	return &out, nil
 }
 
+// UserWeChatIdentity returns the user's identity in appID (the latest
+// updated, as the PostgreSQL store does), or storage.ErrNotFound.
+func (s *Store) UserWeChatIdentity(ctx context.Context, userID, appID string) (*storage.WeChatIdentity, error) {
+	if _, err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	var (
+		found storage.WeChatIdentity
+		ok    bool
+	)
+	for k, id := range s.identities {
+		if k.appID == appID && id.UserID == userID && (!ok || id.UpdatedAt.After(found.UpdatedAt)) {
+			found, ok = id, true
+		}
+	}
+	if !ok {
+		return nil, fmt.Errorf("memory: the user's wechat identity: %w", storage.ErrNotFound)
+	}
+	out := copyIdentity(found)
+	return &out, nil
+}
+
 // SetUserPhone stores a verified phone number; storage.ErrNotFound if there
 // is no such user.
 func (s *Store) SetUserPhone(ctx context.Context, userID, phone string) error {

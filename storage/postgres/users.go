@@ -222,6 +222,24 @@ func (s *Store) GetWeChatIdentity(ctx context.Context, appID, openID string) (*s
 	return &id, nil
 }
 
+// UserWeChatIdentity returns the user's identity in appID, or
+// storage.ErrNotFound.
+func (s *Store) UserWeChatIdentity(ctx context.Context, userID, appID string) (*storage.WeChatIdentity, error) {
+	var (
+		id      = storage.WeChatIdentity{AppID: appID, UserID: userID}
+		unionID *string
+	)
+	err := s.db(ctx).QueryRow(ctx, `SELECT open_id, union_id, session_key, created_at, updated_at
+		FROM wechat_identities WHERE user_id = $1 AND app_id = $2 ORDER BY updated_at DESC LIMIT 1`, userID, appID).
+		Scan(&id.OpenID, &unionID, &id.SessionKey, &id.CreatedAt, &id.UpdatedAt)
+	if err != nil {
+		return nil, recordErr("get the user's wechat identity", err)
+	}
+	id.UnionID = deref(unionID)
+	id.CreatedAt, id.UpdatedAt = id.CreatedAt.UTC(), id.UpdatedAt.UTC()
+	return &id, nil
+}
+
 // SetUserPhone stores a verified phone number (an empty one clears it);
 // storage.ErrNotFound if there is no such user.
 func (s *Store) SetUserPhone(ctx context.Context, userID, phone string) error {

@@ -123,6 +123,29 @@ func testUsers(t *testing.T, su suite) {
 		}
 	})
 
+	// The session_key vault finds a token's user's identity by app.
+	su.run(t, "UserWeChatIdentity", func(t *testing.T, ctx context.Context, s storage.Store) {
+		mustLink(t, ctx, s, login{appA, "o-a", "union-1", "user-1"})
+		b := login{appB, "o-b", "union-1", "user-2"}
+		checkLinksTo(t, ctx, s, b, "user-1")
+		mustLink(t, ctx, s, login{appA, "o-other", "", "user-3"})
+		for app, want := range map[string]string{appA: "o-a", appB: "o-b"} {
+			id, err := s.UserWeChatIdentity(ctx, "user-1", app)
+			if err != nil || id.OpenID != want || id.UserID != "user-1" || id.AppID != app || id.UnionID != "union-1" {
+				t.Errorf("UserWeChatIdentity(user-1, %s) = %+v, %v; want openid %s", app, id, err, want)
+			}
+		}
+		if id, err := s.UserWeChatIdentity(ctx, "user-1", appA); err == nil && !bytes.Equal(id.SessionKey, login{appA, "o-a", "union-1", "user-1"}.identity().SessionKey) {
+			t.Errorf("session key = %q", id.SessionKey)
+		}
+		if _, err := s.UserWeChatIdentity(ctx, "user-3", appB); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("a user without an identity in the app: %v, want ErrNotFound", err)
+		}
+		if _, err := s.UserWeChatIdentity(ctx, "nobody", appA); !errors.Is(err, storage.ErrNotFound) {
+			t.Errorf("an unknown user: %v, want ErrNotFound", err)
+		}
+	})
+
 	su.run(t, "UnionIDJoinsAcrossApps", func(t *testing.T, ctx context.Context, s storage.Store) {
 		mustLink(t, ctx, s, login{appA, "o-a", "union-1", "user-1"})
 		b := login{appB, "o-b", "union-1", "user-2"}
