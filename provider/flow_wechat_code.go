@@ -28,6 +28,7 @@ type WeChatAPI interface {
 	Code2Session(ctx context.Context, appID, secret, jsCode string) (wechat.Session, error)
 	StableToken(ctx context.Context, appID, secret string, forceRefresh bool) (wechat.AccessToken, error)
 	PhoneNumber(ctx context.Context, accessToken, code string) (wechat.Phone, error)
+	CheckSession(ctx context.Context, accessToken, openID, sessionKey string) (bool, error)
 }
 
 // Cipher seals and opens secrets at rest (keys.Cipher).

@@ -84,6 +84,9 @@ type Provider struct {
 	login    LoginConfig
 	pictures *scan.Pictures
 	now      func() time.Time
+	// grant is the WeChat-code grant, whose WeChat client, cipher and
+	// token cache the session_key vault uses too (vault.go).
+	grant *wechatGrant
 }
 
 // ErrConfig reports an unusable provider configuration.
@@ -162,6 +165,7 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		accessTokens: core, signer: d.Signer,
 		store: d.Store, logins: d.Store, login: cfg.Login.withDefaults(), now: d.Now,
 		pictures: &scan.Pictures{Issuer: cfg.Issuer, WX: d.WXACode, Tokens: tokens, Cipher: d.Cipher},
+		grant:    grant,
 	}, nil
 }
 

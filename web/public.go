@@ -71,6 +71,9 @@ type PublicConfig struct {
 	Login   LoginFlow
 	Tickets TicketAPI
 	CSRFKey []byte
+	// Vault is the session_key vault (/wechat/decrypt, verify-signature,
+	// session); nil leaves it out.
+	Vault VaultAPI
 	// Draining, when set and true, makes /readyz answer 503 at once: the
 	// process is shutting down (SIGTERM) and wants no new traffic.
 	Draining func() bool
@@ -110,6 +113,9 @@ func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
 	}
 	if cfg.Tickets != nil {
 		registerTicketAPI(e, &ticketAPI{api: cfg.Tickets, rl: cfg.RateLimit}, limits)
+	}
+	if cfg.Vault != nil {
+		registerVault(e, &vaultAPI{api: cfg.Vault, rl: cfg.RateLimit}, limits)
 	}
 	registerCORS(e, cfg.CORS, cfg.Log)
 	return e, nil
@@ -284,6 +290,9 @@ func (p *public) discoveryDoc() map[string]any {
 		"subject_types_supported":                       []string{"public"},
 		"id_token_signing_alg_values_supported":         []string{"RS256"},
 		"claims_supported":                              []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr", "at_hash", "phone_number", "phone_number_verified"},
+	}
+	if p.Vault != nil {
+		d["scopes_supported"] = append(d["scopes_supported"].([]string), "wechat_data")
 	}
 	if p.Login != nil {
 		d["authorization_endpoint"] = p.Issuer + provider.AuthorizePath

@@ -269,7 +269,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		Metrics: metrics,
 		Issuer:  cfg.Issuer, GrantTypes: grants.Supported(), Log: log, Tokens: prov, UserInfo: prov, Lifecycle: prov, Keys: km, Store: store,
 		CORS:  store,
-		Login: prov, Tickets: prov, CSRFKey: csrfKey,
+		Login: prov, Tickets: prov, CSRFKey: csrfKey, Vault: prov,
 		RateLimit:      lim.web,
 		TrustedProxies: ipNets(cfg.TrustedProxies),
 		// ctx ends (SIGTERM) before the listeners see it and shut down,

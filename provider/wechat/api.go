@@ -2,12 +2,12 @@ package wechat
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
-	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
