@@ -32,6 +32,7 @@
 //
 //	POST /_fake/login      appid, openid[, unionid]  -> {"code":"..."}
 //	POST /_fake/phonecode  appid, phone              -> {"code":"..."}
+//	POST /_fake/sessionkey appid, openid             -> {"session_key":"..."}
 //
 // (form or JSON bodies). They are not part of WeChat's API.
 package wechatfake

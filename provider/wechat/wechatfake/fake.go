@@ -88,6 +88,7 @@ func New() *Fake {
 	f.mux.HandleFunc(PathCheckSession, f.api(http.MethodGet, f.checkSession))
 	f.mux.HandleFunc("POST /_fake/login", f.fakeLogin)
 	f.mux.HandleFunc("POST /_fake/phonecode", f.fakePhoneCode)
+	f.mux.HandleFunc("POST /_fake/sessionkey", f.fakeSessionKey)
 	return f
 }
 

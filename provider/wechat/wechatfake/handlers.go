@@ -244,6 +244,16 @@ func (f *Fake) fakeLogin(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// fakeSessionKey is POST /_fake/sessionkey: the session_key the user's
+// mini-program holds after its latest wx.login, which WeChat uses to
+// encrypt the data it hands the mini-program (the SDK's tests encrypt with
+// it, as WeChat would).
+func (f *Fake) fakeSessionKey(w http.ResponseWriter, r *http.Request) {
+	if in, ok := f.fakeInput(w, r, "appid", "openid"); ok {
+		writeFake(w, http.StatusOK, "session_key", f.SessionKey(in["appid"], in["openid"]))
+	}
+}
+
 // fakePhoneCode is POST /_fake/phonecode: the getPhoneNumber button.
 func (f *Fake) fakePhoneCode(w http.ResponseWriter, r *http.Request) {
 	in, ok := f.fakeInput(w, r, "appid", "phone")

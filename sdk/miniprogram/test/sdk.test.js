@@ -1,0 +1,145 @@
+// The SDK against a real wxidp and the fake WeChat. Run by the Go test
+// TestMiniprogramSDK (cmd/wxidp), which starts both and sets:
+// WXIDP_ISSUER, WXIDP_FAKE_WECHAT, WXIDP_APPID, WXIDP_CLIENT_ID.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
+import { createClient, WxidpError } from '../index.js';
+
+const issuer = process.env.WXIDP_ISSUER;
+const fake = process.env.WXIDP_FAKE_WECHAT;
+const appid = process.env.WXIDP_APPID;
+const clientId = process.env.WXIDP_CLIENT_ID;
+if (!issuer || !fake || !appid || !clientId) {
+  throw new Error('run through the Go test TestMiniprogramSDK: WXIDP_ISSUER, WXIDP_FAKE_WECHAT, WXIDP_APPID and WXIDP_CLIENT_ID are unset');
+}
+
+async function fakeCall(path, body) {
+  const r = await fetch(fake + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  assert.equal(r.status, 200, `${path}: ${r.status}`);
+  return r.json();
+}
+
+// simulatedWx behaves like the mini-program's wx: login() gets a code from
+// the fake WeChat, request() goes over HTTP, storage is in memory. It
+// counts the token requests by grant type.
+function simulatedWx(openid) {
+  const storage = new Map();
+  const grants = {};
+  return {
+    grants,
+    storage,
+    login({ success, fail }) {
+      fakeCall('/_fake/login', { appid, openid }).then((j) => success({ code: j.code, errMsg: 'login:ok' }), fail);
+    },
+    request({ url, method = 'GET', data, header = {}, success, fail }) {
+      if (url.endsWith('/oauth2/token') && typeof data === 'string') {
+        const g = new URLSearchParams(data).get('grant_type');
+        grants[g] = (grants[g] || 0) + 1;
+      }
+      fetch(url, { method, headers: header, body: method === 'GET' ? undefined : data })
+        .then(async (r) => {
+          const text = await r.text();
+          let body = text;
+          try { body = JSON.parse(text); } catch { /* not JSON */ }
+          success({ statusCode: r.status, data: body, header: Object.fromEntries(r.headers) });
+        }, (e) => fail({ errMsg: `request:fail ${e.message}` }));
+    },
+    setStorageSync(k, v) { storage.set(k, structuredClone(v)); },
+    getStorageSync(k) { return storage.has(k) ? structuredClone(storage.get(k)) : ''; },
+    removeStorageSync(k) { storage.delete(k); },
+  };
+}
+
+function client(openid, scope = 'openid offline_access wechat_data') {
+  const wx = simulatedWx(openid);
+  return { wx, c: createClient({ issuer, clientId, wx, scope }) };
+}
+
+test('login stores tokens and request() carries the bearer token', async () => {
+  const { c } = client('o-sdk-login');
+  const t = await c.login();
+  assert.ok(t.accessToken && t.refreshToken && t.idToken);
+  assert.ok(t.expiresAt > Date.now());
+  const res = await c.request({ path: '/userinfo' });
+  assert.equal(res.statusCode, 200);
+  assert.ok(res.data.sub);
+});
+
+test('20 concurrent callers of an expired token share one refresh', async () => {
+  const { wx, c } = client('o-sdk-flight');
+  const first = await c.login();
+  wx.setStorageSync('wxidp.tokens', { ...first, expiresAt: 0 });
+  const tokens = await Promise.all(Array.from({ length: 20 }, () => c.getAccessToken()));
+  assert.equal(wx.grants.refresh_token, 1, 'one refresh request');
+  assert.equal(new Set(tokens).size, 1, 'every caller got the same new token');
+  assert.notEqual(tokens[0], first.accessToken);
+  assert.notEqual(c.tokens().refreshToken, first.refreshToken, 'the refresh token rotated');
+  const res = await c.request({ path: '/userinfo' });
+  assert.equal(res.statusCode, 200);
+});
+
+test('a 401 invalid_token is refreshed once and retried once', async () => {
+  const { wx, c } = client('o-sdk-retry');
+  const t = await c.login();
+  // The server no longer accepts the stored access token (a key rotation
+  // or revocation the client has not seen): its signature is damaged.
+  wx.setStorageSync('wxidp.tokens', { ...t, accessToken: t.accessToken.slice(0, -4) + 'AAAA' });
+  const res = await c.request({ path: '/userinfo' });
+  assert.equal(res.statusCode, 200);
+  assert.equal(wx.grants.refresh_token, 1);
+});
+
+test('logout revokes the login', async () => {
+  const { wx, c } = client('o-sdk-logout');
+  const t = await c.login();
+  await c.logout();
+  assert.equal(c.tokens(), null);
+  wx.setStorageSync('wxidp.tokens', t); // a copy kept somewhere
+  await assert.rejects(c.getAccessToken().then(() => c.request({ path: '/userinfo' })).then((r) => {
+    if (r.statusCode !== 200) throw new WxidpError(r.statusCode, r.data.error, '');
+  }), (e) => e instanceof WxidpError && (e.status === 401 || e.error === 'invalid_grant'));
+});
+
+function encrypt(sessionKey, doc) {
+  const iv = randomBytes(16);
+  const c = createCipheriv('aes-128-cbc', Buffer.from(sessionKey, 'base64'), iv);
+  const data = Buffer.concat([c.update(JSON.stringify(doc)), c.final()]);
+  return { encryptedData: data.toString('base64'), iv: iv.toString('base64') };
+}
+
+test('decrypt, verifySignature and refreshSession use the session_key vault', async () => {
+  const openid = 'o-sdk-vault';
+  const { c } = client(openid);
+  await c.login();
+  const { session_key: key } = await fakeCall('/_fake/sessionkey', { appid, openid });
+  const doc = { stepInfoList: [{ timestamp: 1764547200, step: 4200 }], watermark: { appid, timestamp: 1764590000 } };
+  assert.deepEqual(await c.decrypt(encrypt(key, doc)), doc);
+  const rawData = '{"nickName":"SDK"}';
+  const signature = createHash('sha1').update(rawData + key).digest('hex');
+  assert.equal(await c.verifySignature({ rawData, signature }), true);
+
+  // Another wx.login gives WeChat a new session_key: the vault says so,
+  // and refreshSession() renews it.
+  await fakeCall('/_fake/login', { appid, openid });
+  const { session_key: newKey } = await fakeCall('/_fake/sessionkey', { appid, openid });
+  await assert.rejects(c.decrypt(encrypt(newKey, doc)), (e) => e.status === 409 && e.error === 'session_key_expired');
+  await c.refreshSession();
+  const { session_key: renewed } = await fakeCall('/_fake/sessionkey', { appid, openid });
+  assert.deepEqual(await c.decrypt(encrypt(renewed, doc)), doc);
+});
+
+test('scan-to-login calls surface wxidp errors', async () => {
+  const { c } = client('o-sdk-ticket');
+  await c.login();
+  await assert.rejects(c.ticket('no-such-ticket-0123456789abcdef0123'), (e) => e instanceof WxidpError && e.status === 404);
+  await assert.rejects(c.approve('no-such-ticket-0123456789abcdef0123'), (e) => e instanceof WxidpError && e.status === 404);
+});
+
+test('a failed wx.login and an unknown client are errors, not hangs', async () => {
+  const wx = simulatedWx('o-sdk-x');
+  wx.login = ({ fail }) => fail({ errMsg: 'login:fail' });
+  await assert.rejects(createClient({ issuer, clientId, wx }).login(), (e) => e.error === 'wx_login_failed');
+  await assert.rejects(createClient({ issuer, clientId: 'nobody', wx: simulatedWx('o-sdk-y') }).login(),
+    (e) => e instanceof WxidpError && e.status === 401);
+});
