@@ -12,7 +12,7 @@ run:
 
 ## test: all tests with the race detector against PostgreSQL ($$WXIDP_TEST_DATABASE_URL)
 test:
-	./scripts/ensure-postgres && ./scripts/ensure-redis && ./scripts/ensure-chromium && ./scripts/ensure-node && $(GO) test -race -count=1 ./...
+	./scripts/ensure-postgres && ./scripts/ensure-redis && ./scripts/ensure-chromium && ./scripts/ensure-node && ./scripts/ensure-recipes && $(GO) test -race -count=1 ./...
 
 ## lint: gofmt, go vet, staticcheck (install: go install honnef.co/go/tools/cmd/staticcheck@v0.8.2)
 lint:

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +30,7 @@ func main() {
 	jwksURL := flag.String("jwks-url", "", "JWKS URL (default: issuer + /.well-known/jwks.json)")
 	audience := flag.String("audience", "", "this API's audience; tokens must name it in aud")
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
+	scope := flag.String("scope", "", "a scope /hello requires (none when empty)")
 	flag.Parse()
 	if *audience == "" {
 		log.Fatal("-audience is required")
@@ -38,7 +40,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	srv := &http.Server{Addr: *addr, Handler: newHandler(ctx, *issuer, *jwksURL, *audience), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Addr: *addr, Handler: newHandler(ctx, *issuer, *jwksURL, *audience, *scope), ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Shutdown(context.Background())
@@ -49,8 +51,9 @@ func main() {
 	}
 }
 
-// newHandler serves GET /hello to callers with a valid access token.
-func newHandler(ctx context.Context, issuer, jwksURL, audience string) http.Handler {
+// newHandler serves GET /hello to callers with a valid access token
+// granted scope (if any).
+func newHandler(ctx context.Context, issuer, jwksURL, audience, scope string) http.Handler {
 	keys := oidc.NewRemoteKeySet(ctx, jwksURL)
 	verifier := oidc.NewVerifier(issuer, keys, &oidc.Config{ClientID: audience, SupportedSigningAlgs: []string{oidc.RS256}})
 	mux := http.NewServeMux()
@@ -63,6 +66,11 @@ func newHandler(ctx context.Context, issuer, jwksURL, audience string) http.Hand
 		claims, err := verify(r.Context(), verifier, raw)
 		if err != nil {
 			unauthorized(w, err.Error())
+			return
+		}
+		if scope != "" && !slices.Contains(strings.Fields(claims.Scope), scope) {
+			w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="`+scope+`"`)
+			http.Error(w, "insufficient scope", http.StatusForbidden)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")

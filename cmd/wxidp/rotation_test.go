@@ -6,8 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -209,66 +207,6 @@ func TestRotationReachesEveryProcess(t *testing.T) {
 		if kidOf(t, refreshed[k].(string)) == oldKid {
 			t.Errorf("refreshed %s signed with the retired key", k)
 		}
-	}
-}
-
-// TestExampleResourceServerAcrossRotation runs cmd/example-resource-server
-// against a server whose key rotates.
-func TestExampleResourceServerAcrossRotation(t *testing.T) {
-	t.Parallel()
-	cfg := testConfig(migratedDB(t))
-	fastKeys(&cfg)
-	cfg.AccessTokenTTL = time.Minute
-	srv := startServer(t, cfg)
-	secret := srv.registerClient(t, map[string]any{"client_id": "svc", "audience": []string{"https://api.example.com"}})
-
-	bin := filepath.Join(t.TempDir(), "rs")
-	if out, err := exec.Command("go", "build", "-o", bin, "../example-resource-server").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	rsAddr := freeAddr(t)
-	cmd := exec.CommandContext(ctx, bin, "-issuer", srv.issuer, "-audience", "https://api.example.com", "-addr", rsAddr)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
-
-	call := func(token string) int {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+rsAddr+"/hello", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		for i := 0; ; i++ {
-			resp, err := http.DefaultClient.Do(req)
-			if err == nil {
-				resp.Body.Close()
-				return resp.StatusCode
-			}
-			if i > 100 {
-				t.Fatalf("resource server unreachable: %v", err)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	form := url.Values{"grant_type": {"client_credentials"}}
-	_, _, before := srv.postToken(t, "svc", secret, form)
-	if status := call(before["access_token"].(string)); status != 200 {
-		t.Fatalf("token before rotation: %d", status)
-	}
-	for srv.rotate(t) != http.StatusOK {
-		time.Sleep(200 * time.Millisecond)
-	}
-	_, _, after := srv.postToken(t, "svc", secret, form)
-	if kidOf(t, after["access_token"].(string)) == kidOf(t, before["access_token"].(string)) {
-		t.Fatal("no new key after rotation")
-	}
-	for name, tok := range map[string]string{"after": after["access_token"].(string), "before": before["access_token"].(string)} {
-		if status := call(tok); status != 200 {
-			t.Errorf("token from %s the rotation: %d", name, status)
-		}
-	}
-	if status := call("garbage"); status != 401 {
-		t.Errorf("garbage token: %d", status)
 	}
 }
 

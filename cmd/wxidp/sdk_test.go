@@ -9,7 +9,7 @@ import (
 // TestMiniprogramSDK runs the mini-program SDK's own tests (Node's test
 // runner, sdk/miniprogram/test) against this server and a fake WeChat, with
 // a simulated wx object whose wx.login gets its codes from the fake.
-// Node.js (18 or later) must be installed: scripts/ensure-node.
+// Node.js (20 or later) must be installed: scripts/ensure-node.
 func TestMiniprogramSDK(t *testing.T) {
 	t.Parallel()
 	node, err := exec.LookPath("node")
