@@ -24,9 +24,9 @@ type vaultEnv struct {
 	token string // alice's access token with wechat_data
 }
 
-func newVaultEnv(t *testing.T) *vaultEnv {
+func newVaultEnv(t *testing.T, mutate ...func(*serveConfig)) *vaultEnv {
 	t.Helper()
-	e := &vaultEnv{wechatEnv: newWeChatEnv(t)}
+	e := &vaultEnv{wechatEnv: newWeChatEnv(t, mutate...)}
 	e.wx.AddApp("wxapp1", "secret-of-wxapp1")
 	for id, scope := range map[string]string{"mp": "openid offline_access wechat_data", "mp-plain": "openid"} {
 		if status, body := e.adminJSON(t, "POST", "/admin/clients", testAdminToken, map[string]any{
@@ -290,4 +290,37 @@ func formOf(kv ...string) string {
 		f.Set(kv[i], kv[i+1])
 	}
 	return f.Encode()
+}
+
+// TestVaultRateLimitedPerUser: vault calls count against the per-user
+// bearer budget (WXIDP_RATE_LIMIT_SUBJECT): one user past it gets 429 with
+// Retry-After, another user is unaffected.
+func TestVaultRateLimitedPerUser(t *testing.T) {
+	t.Parallel()
+	e := newVaultEnv(t, func(c *serveConfig) {
+		c.limitsConfig = defaultLimits()
+		c.RateSubject, c.RateSubjectBurst = 0.001, 3
+	})
+	bob := e.vaultToken(t, "mp", "o-bob", "openid wechat_data")
+	raw := `{"nickName":"Alice"}`
+	sig := signRaw(raw, e.wx.SessionKey("wxapp1", "o-alice"))
+	for i := range 3 {
+		if status, body := e.post(t, "/wechat/verify-signature", e.token, false, "rawData", raw, "signature", sig); status != http.StatusOK {
+			t.Fatalf("call %d within the budget: %d %v", i+1, status, body)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPost, e.issuer+"/wechat/verify-signature", strings.NewReader(formOf("rawData", raw, "signature", sig)))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("past the budget: %d (Retry-After %q), want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if status, body := e.post(t, "/wechat/verify-signature", bob, false, "rawData", raw, "signature", sig); status != http.StatusOK {
+		t.Errorf("another user: %d %v, want 200", status, body)
+	}
 }
