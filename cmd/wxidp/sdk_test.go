@@ -3,31 +3,39 @@ package main
 import (
 	"net/http"
 	"os/exec"
+	"strings"
 	"testing"
 )
 
 // TestMiniprogramSDK runs the mini-program SDK's own tests (Node's test
 // runner, sdk/miniprogram/test) against this server and a fake WeChat, with
-// a simulated wx object whose wx.login gets its codes from the fake.
-// Node.js (20 or later) must be installed: scripts/ensure-node.
+// a simulated wx object whose wx.login gets its codes from the fake. Two
+// scan-to-login tickets, started by a browser here, are for the SDK's
+// ticket/scan/approve/deny calls. Node.js (20 or later) must be installed:
+// scripts/ensure-node.
 func TestMiniprogramSDK(t *testing.T) {
 	t.Parallel()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Fatalf("node not found (install Node.js 18+, scripts/ensure-node): %v", err)
+		t.Fatalf("node not found (install Node.js 20+, scripts/ensure-node): %v", err)
 	}
-	e := newVaultEnv(t)
+	e := newScanEnv(t, nil)
 	if status, body := e.adminJSON(t, "POST", "/admin/clients", testAdminToken, map[string]any{
 		"client_id": "sdk", "token_endpoint_auth_method": "none", "scope": "openid offline_access wechat_data",
 		"grant_types":  []string{"urn:wxidp:params:oauth:grant-type:wechat-code", "refresh_token"},
-		"wechat_appid": "wxapp1", "wechat_app_secret": "secret-of-wxapp1",
+		"wechat_appid": e.appID, "wechat_app_secret": "secret-of-" + e.appID,
 	}); status != http.StatusCreated {
 		t.Fatalf("register: %d %v", status, body)
+	}
+	var tickets []string
+	for range 2 {
+		ticket, _ := e.startLogin(t, newBrowser(t), e.authRequest(t))
+		tickets = append(tickets, ticket)
 	}
 	cmd := exec.Command(node, "--test", "--test-reporter=spec", "test/")
 	cmd.Dir = "../../sdk/miniprogram"
 	cmd.Env = append(cmd.Environ(), "WXIDP_ISSUER="+e.issuer, "WXIDP_FAKE_WECHAT="+e.wx.URL,
-		"WXIDP_APPID=wxapp1", "WXIDP_CLIENT_ID=sdk")
+		"WXIDP_APPID="+e.appID, "WXIDP_CLIENT_ID=sdk", "WXIDP_TICKETS="+strings.Join(tickets, ","))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("node --test: %v\n%s", err, out)

@@ -10,8 +10,9 @@ const issuer = process.env.WXIDP_ISSUER;
 const fake = process.env.WXIDP_FAKE_WECHAT;
 const appid = process.env.WXIDP_APPID;
 const clientId = process.env.WXIDP_CLIENT_ID;
-if (!issuer || !fake || !appid || !clientId) {
-  throw new Error('run through the Go test TestMiniprogramSDK: WXIDP_ISSUER, WXIDP_FAKE_WECHAT, WXIDP_APPID and WXIDP_CLIENT_ID are unset');
+const tickets = (process.env.WXIDP_TICKETS || '').split(',').filter(Boolean);
+if (!issuer || !fake || !appid || !clientId || tickets.length < 2) {
+  throw new Error('run through the Go test TestMiniprogramSDK: WXIDP_ISSUER, WXIDP_FAKE_WECHAT, WXIDP_APPID, WXIDP_CLIENT_ID and WXIDP_TICKETS (two) are unset');
 }
 
 async function fakeCall(path, body) {
@@ -127,6 +128,20 @@ test('decrypt, verifySignature and refreshSession use the session_key vault', as
   await c.refreshSession();
   const { session_key: renewed } = await fakeCall('/_fake/sessionkey', { appid, openid });
   assert.deepEqual(await c.decrypt(encrypt(renewed, doc)), doc);
+});
+
+test('scan-to-login: scan and approve one ticket, deny another', async () => {
+  const { c } = client('o-sdk-scanner');
+  await c.login();
+  const [one, two] = tickets;
+  assert.equal((await c.ticket(one)).state, 'waiting');
+  assert.equal((await c.scan(one)).state, 'scanned');
+  assert.equal((await c.approve(one)).state, 'approved');
+  await c.scan(two);
+  assert.equal((await c.deny(two)).state, 'denied');
+  const { c: other } = client('o-sdk-other');
+  await other.login();
+  await assert.rejects(other.approve(one), (e) => e instanceof WxidpError && e.status === 409);
 });
 
 test('scan-to-login calls surface wxidp errors', async () => {
