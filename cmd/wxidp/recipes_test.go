@@ -13,14 +13,17 @@ import (
 // (cmd/example-resource-server, go-oidc), Node (sdk/resource-servers/node,
 // jose) and Python (sdk/resource-servers/python, Flask and PyJWT) — against
 // a server whose signing key rotates, and checks each accepts exactly the
-// access tokens it should: typ at+jwt, our issuer, its audience, unexpired,
+// access tokens it should: typ at+jwt, our issuer, its audience, unexpired
+// (a token minted with the server's clock an hour back),
 // with the scope it requires, signed by a key published before or after the
 // rotation.
 func TestResourceServerRecipes(t *testing.T) {
 	t.Parallel()
+	clock := &testClock{}
 	e := newWeChatEnv(t, func(cfg *serveConfig) {
 		fastKeys(cfg)
 		cfg.AccessTokenTTL, cfg.IDTokenTTL = time.Minute, time.Minute
+		cfg.now = clock.now
 	})
 	e.miniProgram(t, "mp", "wxapp1") // its tokens say aud "mp": the recipes' audience
 	svc := e.registerClient(t, map[string]any{"client_id": "svc", "scope": "read", "audience": []string{"mp"}})
@@ -36,6 +39,16 @@ func TestResourceServerRecipes(t *testing.T) {
 	}
 	_, _, login := e.login(t, "mp", e.wx.Login("wxapp1", "o-recipe", ""), "scope", "openid")
 	idToken, _ := login["id_token"].(string)
+	// A mini-program login an hour ago: its access token (aud mp, scope
+	// openid) expired 59 minutes ago. Were expiry not checked, the answer
+	// would be 403 for the missing scope.
+	clock.advance(-time.Hour)
+	status, _, old := e.login(t, "mp", e.wx.Login("wxapp1", "o-recipe", ""), "scope", "openid")
+	clock.advance(time.Hour)
+	if status != http.StatusOK {
+		t.Fatalf("login an hour ago: %d %v", status, old)
+	}
+	expired := old["access_token"].(string)
 	before := token("svc", svc, "read")
 
 	bin := filepath.Join(t.TempDir(), "rs")
@@ -89,6 +102,8 @@ func TestResourceServerRecipes(t *testing.T) {
 		want  int
 	}{
 		"valid":                 {before, http.StatusOK},
+		"expired":               {expired, http.StatusUnauthorized},
+		"the same kind, fresh":  {login["access_token"].(string), http.StatusForbidden},
 		"without the scope":     {token("svc-plain", noScope, "write"), http.StatusForbidden},
 		"for another audience":  {token("svc-other", other, "read"), http.StatusUnauthorized},
 		"an ID token (typ JWT)": {idToken, http.StatusUnauthorized},
