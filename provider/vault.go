@@ -16,6 +16,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/wxidp/wxidp/provider/grants"
+	"github.com/wxidp/wxidp/provider/wechat"
 	"github.com/wxidp/wxidp/storage"
 )
 
@@ -101,6 +102,15 @@ func (v *VaultSession) stale(ctx context.Context, key string) error {
 		return g.wechatError(ctx, v.client.GetID(), v.id.AppID, err)
 	}
 	ok, err := g.wx.CheckSession(ctx, tok, v.id.OpenID, key)
+	var api *wechat.APIError
+	if errors.As(err, &api) && (api.Code == wechat.CodeInvalidToken || api.Code == wechat.CodeTokenExpired) {
+		// Another holder replaced the app's access token: once more with
+		// a fresh one, as the phone-number step does.
+		if tok, err = g.tokens.Get(ctx, v.id.AppID, string(secret), tok); err != nil {
+			return g.wechatError(ctx, v.client.GetID(), v.id.AppID, err)
+		}
+		ok, err = g.wx.CheckSession(ctx, tok, v.id.OpenID, key)
+	}
 	if err != nil {
 		return g.wechatError(ctx, v.client.GetID(), v.id.AppID, err)
 	}

@@ -270,26 +270,30 @@ func TestVaultWeChatDownAndRaces(t *testing.T) {
 		"/wechat/verify-signature": {"rawData", "{}", "signature", strings.Repeat("0", 40)},
 		"/wechat/session":          {"code", "a-fresh-code"},
 	} {
-		req, _ := http.NewRequest(http.MethodPost, e.issuer+name, strings.NewReader(formOf(kv...)))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Authorization", "Bearer "+e.token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp := e.postRaw(t, name, e.token, kv...)
 		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 			t.Errorf("%s with WeChat down: %d (Retry-After %q), want 503 with Retry-After", name, resp.StatusCode, resp.Header.Get("Retry-After"))
 		}
 	}
 }
 
-func formOf(kv ...string) string {
+// postRaw posts a form with the bearer token and returns the response
+// (body closed), for its status and headers.
+func (e *vaultEnv) postRaw(t *testing.T, path, token string, kv ...string) *http.Response {
+	t.Helper()
 	f := url.Values{}
 	for i := 0; i < len(kv); i += 2 {
 		f.Set(kv[i], kv[i+1])
 	}
-	return f.Encode()
+	req, _ := http.NewRequest(http.MethodPost, e.issuer+path, strings.NewReader(f.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
 }
 
 // TestVaultRateLimitedPerUser: vault calls count against the per-user
@@ -309,18 +313,28 @@ func TestVaultRateLimitedPerUser(t *testing.T) {
 			t.Fatalf("call %d within the budget: %d %v", i+1, status, body)
 		}
 	}
-	req, _ := http.NewRequest(http.MethodPost, e.issuer+"/wechat/verify-signature", strings.NewReader(formOf("rawData", raw, "signature", sig)))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := e.postRaw(t, "/wechat/verify-signature", e.token, "rawData", raw, "signature", sig)
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("past the budget: %d (Retry-After %q), want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 	if status, body := e.post(t, "/wechat/verify-signature", bob, false, "rawData", raw, "signature", sig); status != http.StatusOK {
 		t.Errorf("another user: %d %v, want 200", status, body)
+	}
+}
+
+// TestVaultAppTokenReplaced: the mini-program's WeChat access token that
+// wxidp cached expired or was replaced elsewhere; checksession's 42001 is
+// retried once with a fresh token, not answered as a server error.
+func TestVaultAppTokenReplaced(t *testing.T) {
+	t.Parallel()
+	e := newVaultEnv(t)
+	raw := `{"nickName":"Alice"}`
+	bad := strings.Repeat("0", 40)
+	if status, body := e.post(t, "/wechat/verify-signature", e.token, false, "rawData", raw, "signature", bad); status != http.StatusOK || body["valid"] != false {
+		t.Fatalf("first check: %d %v", status, body)
+	}
+	e.wx.ExpireToken("wxapp1")
+	if status, body := e.post(t, "/wechat/verify-signature", e.token, false, "rawData", raw, "signature", bad); status != http.StatusOK || body["valid"] != false {
+		t.Errorf("after the app's access token expired: %d %v, want 200 valid false", status, body)
 	}
 }

@@ -23,7 +23,7 @@ export interface ClientOptions {
   scope?: string;
   /** Default: the global wx. */
   wx?: WxLike;
-  /** Storage key of the tokens; default "wxidp.tokens". */
+  /** Storage key of the tokens; default "wxidp.tokens:CLIENT_ID@ISSUER". Clients with one key share one refresh in flight. */
   storageKey?: string;
   /** Clock in milliseconds; default Date.now. */
   now?: () => number;

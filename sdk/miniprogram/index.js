@@ -38,6 +38,11 @@ function failure(res) {
   return new WxidpError(res.statusCode, d.error || 'http_error', d.error_description);
 }
 
+// Refreshes in flight by storage key, shared by every client of this module
+// that stores its tokens there (two pages' clients must not both spend the
+// same single-use refresh token: the second use would end the login).
+const inFlight = new Map();
+
 /**
  * createClient returns a wxidp client for one mini-program.
  * options: issuer (wxidp's URL), clientId, scope (default "openid offline_access"),
@@ -47,11 +52,15 @@ export function createClient(options) {
   const { issuer, clientId } = options;
   if (!issuer || !clientId) throw new TypeError('createClient needs issuer and clientId');
   const wx = options.wx || globalThis.wx;
-  const storageKey = options.storageKey || 'wxidp.tokens';
   const defaultScope = options.scope || 'openid offline_access';
   const now = options.now || (() => Date.now());
   const base = issuer.replace(/\/+$/, '');
-  let refreshing = null; // the refresh in flight, shared by every caller
+  // One key per issuer and client: a staging and a production wxidp, or two
+  // mini-program clients, never read each other's tokens.
+  const storageKey = options.storageKey || `wxidp.tokens:${clientId}@${base}`;
+  // Bumped by login and logout: a refresh that started before does not
+  // store its answer over theirs.
+  let generation = 0;
 
   function send({ path, url, method = 'GET', data, header = {} }) {
     return new Promise((resolve, reject) => {
@@ -81,8 +90,10 @@ export function createClient(options) {
     return t && typeof t === 'object' ? t : null;
   }
 
-  function save(body) {
-    const prev = load() || {};
+  // save stores a token answer; a refresh keeps what it does not renew (the
+  // ID token), a login replaces everything.
+  function save(body, merge) {
+    const prev = (merge && load()) || {};
     const t = {
       accessToken: body.access_token,
       refreshToken: body.refresh_token || prev.refreshToken || '',
@@ -106,39 +117,52 @@ export function createClient(options) {
       header: { 'content-type': 'application/x-www-form-urlencoded' },
     });
     if (res.statusCode !== 200) throw failure(res);
-    return save(res.data);
+    return res.data;
   }
 
   /** login runs wx.login() and trades its code for tokens. */
   async function login({ scope } = {}) {
+    generation++;
     const code = await wxLogin();
-    return token({ grant_type: WECHAT_CODE_GRANT, code, scope: scope || defaultScope });
+    const body = await token({ grant_type: WECHAT_CODE_GRANT, code, scope: scope || defaultScope });
+    generation++;
+    return save(body, false);
   }
 
   // refresh rotates the refresh token; concurrent callers share one
   // request, since a refresh token is single use (a second use would be
   // reuse, which ends the login).
   function refresh() {
-    if (!refreshing) {
-      refreshing = (async () => {
+    let p = inFlight.get(storageKey);
+    if (!p) {
+      const gen = generation;
+      p = (async () => {
         const t = load();
         if (!t || !t.refreshToken) throw new WxidpError(401, 'login_required', 'No refresh token: call login().');
+        let body;
         try {
-          return await token({ grant_type: 'refresh_token', refresh_token: t.refreshToken });
+          body = await token({ grant_type: 'refresh_token', refresh_token: t.refreshToken });
         } catch (e) {
-          if (e.status === 400 && e.error === 'invalid_grant') clear();
+          if (e.status === 400 && e.error === 'invalid_grant' && gen === generation) clear();
           throw e;
         }
-      })().finally(() => {
-        refreshing = null;
-      });
+        if (gen !== generation) {
+          // A login or logout happened meanwhile: theirs stands.
+          const cur = load();
+          if (!cur) throw new WxidpError(401, 'login_required', 'Logged out: call login().');
+          return cur;
+        }
+        return save(body, true);
+      })().finally(() => inFlight.delete(storageKey));
+      inFlight.set(storageKey, p);
     }
-    return refreshing;
+    return p;
   }
 
   /** getAccessToken returns a valid access token, refreshing it when due. */
   async function getAccessToken() {
-    if (refreshing) return (await refreshing).accessToken;
+    const pending = inFlight.get(storageKey);
+    if (pending) return (await pending).accessToken;
     const t = load();
     if (t && t.accessToken && t.expiresAt - EXPIRY_MARGIN_MS > now()) return t.accessToken;
     return (await refresh()).accessToken;
@@ -177,6 +201,7 @@ export function createClient(options) {
 
   /** logout revokes the login at wxidp (the whole chain) and forgets it. */
   async function logout() {
+    generation++;
     const t = load();
     clear();
     if (!t) return;

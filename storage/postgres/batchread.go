@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/ory/fosite"
@@ -46,11 +45,9 @@ type getResult struct {
 }
 
 type getBatcher struct {
-	s       *Store
-	table   sessionTable
-	mu      sync.Mutex
-	pending []*pendingGet
-	readers int
+	s     *Store
+	table sessionTable
+	queue batchQueue[*pendingGet]
 }
 
 func newGetBatcher(s *Store, t sessionTable) *getBatcher { return &getBatcher{s: s, table: t} }
@@ -61,13 +58,9 @@ func (b *getBatcher) get(ctx context.Context, key string) (*scannedToken, error)
 		return nil, errKnownUnavailable
 	}
 	p := &pendingGet{key: key, done: make(chan getResult, 1)}
-	b.mu.Lock()
-	b.pending = append(b.pending, p)
-	if b.readers < maxWriters {
-		b.readers++
+	if b.queue.add(p) {
 		go b.run()
 	}
-	b.mu.Unlock()
 	select {
 	case r := <-p.done:
 		if r.err != nil {
@@ -78,25 +71,15 @@ func (b *getBatcher) get(ctx context.Context, key string) (*scannedToken, error)
 		}
 		return r.row, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		// A deadline is an outage (503), as on the unbatched path; a
+		// caller that went away stays context.Canceled.
+		return nil, noteDown(ctx, fositeErr("get "+b.table.what, ctx.Err()))
 	}
 }
 
 // run reads batches until nothing is pending, then ends.
 func (b *getBatcher) run() {
-	for {
-		b.mu.Lock()
-		n := min(len(b.pending), maxBatch)
-		if n == 0 {
-			b.readers--
-			b.mu.Unlock()
-			return
-		}
-		batch := b.pending[:n:n]
-		if b.pending = b.pending[n:]; len(b.pending) == 0 {
-			b.pending = nil
-		}
-		b.mu.Unlock()
+	for batch := b.queue.take(); batch != nil; batch = b.queue.take() {
 		b.read(batch)
 	}
 }

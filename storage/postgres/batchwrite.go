@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"errors"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -32,11 +31,9 @@ type pendingInsert struct {
 }
 
 type insertBatcher struct {
-	s       *Store
-	table   sessionTable
-	mu      sync.Mutex
-	pending []*pendingInsert
-	writers int
+	s     *Store
+	table sessionTable
+	queue batchQueue[*pendingInsert]
 }
 
 func newInsertBatcher(s *Store, t sessionTable) *insertBatcher {
@@ -48,13 +45,9 @@ func newInsertBatcher(s *Store, t sessionTable) *insertBatcher {
 // nobody holds, as when an answer is lost after a commit.
 func (b *insertBatcher) insert(ctx context.Context, args []any) error {
 	p := &pendingInsert{args: args, done: make(chan error, 1)}
-	b.mu.Lock()
-	b.pending = append(b.pending, p)
-	if b.writers < maxWriters {
-		b.writers++
+	if b.queue.add(p) {
 		go b.run()
 	}
-	b.mu.Unlock()
 	select {
 	case err := <-p.done:
 		return noteDown(ctx, err)
@@ -63,22 +56,9 @@ func (b *insertBatcher) insert(ctx context.Context, args []any) error {
 	}
 }
 
-// run writes batches until nothing is pending, then ends: no goroutine
-// outlives the work, so a Store needs no Close for it.
+// run writes batches until nothing is pending, then ends.
 func (b *insertBatcher) run() {
-	for {
-		b.mu.Lock()
-		n := min(len(b.pending), maxBatch)
-		if n == 0 {
-			b.writers--
-			b.mu.Unlock()
-			return
-		}
-		batch := b.pending[:n:n]
-		if b.pending = b.pending[n:]; len(b.pending) == 0 {
-			b.pending = nil // let the drained array (and its rows) go
-		}
-		b.mu.Unlock()
+	for batch := b.queue.take(); batch != nil; batch = b.queue.take() {
 		if err := b.write(batch); err != nil {
 			b.failPending(err)
 		}
@@ -88,11 +68,7 @@ func (b *insertBatcher) run() {
 // failPending answers everything queued with the outage a batch just met:
 // the rows behind it would each wait out another deadline in turn.
 func (b *insertBatcher) failPending(err error) {
-	b.mu.Lock()
-	pending := b.pending
-	b.pending = nil
-	b.mu.Unlock()
-	for _, p := range pending {
+	for _, p := range b.queue.drain() {
 		p.done <- err
 	}
 }

@@ -84,7 +84,8 @@ var errUnsettled = fmt.Errorf("%w: an earlier refresh with this token met a data
 // nor can it have received it (pgconn.SafeToRetry: nothing was sent).
 func commitOutcomeUnknown(err error) bool {
 	var pgErr *pgconn.PgError
-	return err != nil && !errors.As(err, &pgErr) && !pgconn.SafeToRetry(err) && !errors.Is(err, pgx.ErrTxClosed)
+	return err != nil && !errors.As(err, &pgErr) && !pgconn.SafeToRetry(err) &&
+		!errors.Is(err, pgx.ErrTxClosed) && !errors.Is(err, pgx.ErrTxCommitRollback) // the server answered those
 }
 
 // settleLater settles st's rotations in the background; pid is the backend
@@ -99,9 +100,9 @@ func (s *Store) settleLater(st *txState, pid uint32, sent time.Time) {
 		defer u.wg.Done()
 		defer u.mark(rs, -1)
 		backoff := 20 * time.Millisecond
-		for {
+		for giveUp := time.Now().Add(settleFor); ; {
 			err := s.settle(u.ctx, pid, sent, rs, created)
-			if err == nil || u.ctx.Err() != nil {
+			if err == nil || u.ctx.Err() != nil || time.Now().After(giveUp) {
 				return
 			}
 			select {
@@ -116,15 +117,26 @@ func (s *Store) settleLater(st *txState, pid uint32, sent time.Time) {
 
 type txCreated struct{ refresh, access []string }
 
+// settleFor bounds the settling of one rotation: a database that does not
+// come back within it leaves the rotation as it is (the client's retry is
+// then reuse), rather than the token answering 503 until a restart.
+const settleFor = 15 * time.Minute
+
+// clockSkew widens the window in which the backend with the COMMIT may have
+// started: its backend_start is the database's clock, sent ours.
+const clockSkew = time.Minute
+
 // settle waits out the backend that had the COMMIT, then undoes the
 // rotations if it committed them.
 func (s *Store) settle(ctx context.Context, pid uint32, sent time.Time, rs []rotation, created txCreated) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	// backend_start rules out a later backend that was given the same pid.
+	// backend_start rules out a later backend given the same pid (allowing
+	// for skew between the clocks). Behind a pooler (PgBouncer) the pid is
+	// the pooler's choice: run wxidp on direct connections for this to hold.
 	var gone bool
 	err := s.pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND backend_start <= $2)
-		OR pg_terminate_backend($1, 1000)`, int32(pid), sent).Scan(&gone)
+		OR pg_terminate_backend($1, 1000)`, int32(pid), sent.Add(clockSkew)).Scan(&gone)
 	if err != nil {
 		return err
 	}

@@ -48,12 +48,7 @@ func TestRotationCommitCrossedByHang(t *testing.T) {
 	if err := s.CreateClient(ctx, client); err != nil {
 		t.Fatal(err)
 	}
-	sess := openid.NewDefaultSession()
-	sess.Subject = "sub-1"
-	sess.SetExpiresAt(fosite.AccessToken, time.Now().Add(time.Hour))
-	sess.SetExpiresAt(fosite.RefreshToken, time.Now().Add(time.Hour))
-	req := &fosite.Request{ID: "grant-1", RequestedAt: time.Now().UTC(), Client: storage.NewOAuthClient(client),
-		GrantedScope: fosite.Arguments{"offline_access"}, Session: sess}
+	req := grantRequest(client, "grant-1")
 	if err := s.CreateAccessTokenSession(ctx, "at0", req); err != nil {
 		t.Fatal(err)
 	}

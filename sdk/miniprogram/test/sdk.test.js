@@ -52,8 +52,10 @@ function simulatedWx(openid) {
   };
 }
 
-function client(openid, scope = 'openid offline_access wechat_data') {
-  const wx = simulatedWx(openid);
+// The SDK's default storage key for this issuer and client.
+const key = `wxidp.tokens:${clientId}@${issuer.replace(/\/+$/, '')}`;
+
+function client(openid, scope = 'openid offline_access wechat_data', wx = simulatedWx(openid)) {
   return { wx, c: createClient({ issuer, clientId, wx, scope }) };
 }
 
@@ -70,7 +72,7 @@ test('login stores tokens and request() carries the bearer token', async () => {
 test('20 concurrent callers of an expired token share one refresh', async () => {
   const { wx, c } = client('o-sdk-flight');
   const first = await c.login();
-  wx.setStorageSync('wxidp.tokens', { ...first, expiresAt: 0 });
+  wx.setStorageSync(key, { ...first, expiresAt: 0 });
   const tokens = await Promise.all(Array.from({ length: 20 }, () => c.getAccessToken()));
   assert.equal(wx.grants.refresh_token, 1, 'one refresh request');
   assert.equal(new Set(tokens).size, 1, 'every caller got the same new token');
@@ -80,12 +82,36 @@ test('20 concurrent callers of an expired token share one refresh', async () => 
   assert.equal(res.statusCode, 200);
 });
 
+test('two clients sharing storage (two pages) still refresh once', async () => {
+  const { wx, c } = client('o-sdk-pages');
+  const first = await c.login();
+  const { c: c2 } = client('o-sdk-pages', undefined, wx);
+  wx.setStorageSync(key, { ...first, expiresAt: 0 });
+  const tokens = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? c : c2).getAccessToken()));
+  assert.equal(wx.grants.refresh_token, 1);
+  assert.equal(new Set(tokens).size, 1);
+});
+
+test('a login replaces everything; a logout during a refresh stays a logout', async () => {
+  const { wx, c } = client('o-sdk-relogin');
+  const first = await c.login();
+  const second = await c.login({ scope: 'openid' });
+  assert.equal(second.refreshToken, '', 'no refresh token of the earlier login is kept');
+  assert.notEqual(second.accessToken, first.accessToken);
+  await c.login();
+  wx.setStorageSync(key, { ...c.tokens(), expiresAt: 0 });
+  const refreshing = c.getAccessToken().catch((e) => e);
+  await c.logout();
+  await refreshing;
+  assert.equal(c.tokens(), null, 'the refresh answered after the logout stored nothing');
+});
+
 test('a 401 invalid_token is refreshed once and retried once', async () => {
   const { wx, c } = client('o-sdk-retry');
   const t = await c.login();
   // The server no longer accepts the stored access token (a key rotation
   // or revocation the client has not seen): its signature is damaged.
-  wx.setStorageSync('wxidp.tokens', { ...t, accessToken: t.accessToken.slice(0, -4) + 'AAAA' });
+  wx.setStorageSync(key, { ...t, accessToken: t.accessToken.slice(0, -4) + 'AAAA' });
   const res = await c.request({ path: '/userinfo' });
   assert.equal(res.statusCode, 200);
   assert.equal(wx.grants.refresh_token, 1);
@@ -96,7 +122,7 @@ test('logout revokes the login', async () => {
   const t = await c.login();
   await c.logout();
   assert.equal(c.tokens(), null);
-  wx.setStorageSync('wxidp.tokens', t); // a copy kept somewhere
+  wx.setStorageSync(key, t); // a copy kept somewhere
   await assert.rejects(c.getAccessToken().then(() => c.request({ path: '/userinfo' })).then((r) => {
     if (r.statusCode !== 200) throw new WxidpError(r.statusCode, r.data.error, '');
   }), (e) => e instanceof WxidpError && (e.status === 401 || e.error === 'invalid_grant'));
