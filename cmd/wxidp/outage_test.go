@@ -34,6 +34,21 @@ func TestStorageOutageAnswers(t *testing.T) {
 	tokens := e.loginTokens(t, "o-outage")
 	at, rt := tokens["access_token"].(string), tokens["refresh_token"].(string)
 	code := e.wx.Login("wxapp1", "o-later", "")
+	// The session_key vault, through a client that may ask for it.
+	if status, body := e.adminJSON(t, "POST", "/admin/clients", testAdminToken, map[string]any{
+		"client_id": "mp-vault", "token_endpoint_auth_method": "none", "scope": "openid wechat_data",
+		"wechat_appid": "wxapp1", "wechat_app_secret": "secret-of-wxapp1",
+	}); status != http.StatusCreated {
+		t.Fatalf("register the vault client: %d %v", status, body)
+	}
+	_, _, vault := e.login(t, "mp-vault", e.wx.Login("wxapp1", "o-vault", ""), "scope", "openid wechat_data")
+	vaultToken, _ := vault["access_token"].(string)
+	renewCode := e.wx.Login("wxapp1", "o-vault", "")
+	vaultRequest := func(path string, form url.Values) *http.Request {
+		r := formRequest(e.issuer+path, form)
+		r.Header.Set("Authorization", "Bearer "+vaultToken)
+		return r
+	}
 
 	requests := map[string]func() *http.Request{
 		"client_credentials": func() *http.Request {
@@ -59,6 +74,12 @@ func TestStorageOutageAnswers(t *testing.T) {
 			r, _ := http.NewRequest(http.MethodGet, e.issuer+"/userinfo", nil)
 			r.Header.Set("Authorization", "Bearer "+at)
 			return r
+		},
+		"vault decrypt": func() *http.Request {
+			return vaultRequest("/wechat/decrypt", url.Values{"encryptedData": {"AAAAAAAAAAAAAAAAAAAAAA=="}, "iv": {"AAAAAAAAAAAAAAAAAAAAAA=="}})
+		},
+		"vault session": func() *http.Request {
+			return vaultRequest("/wechat/session", url.Values{"code": {renewCode}})
 		},
 		"admin": func() *http.Request {
 			r, _ := http.NewRequest(http.MethodGet, e.admin+"/admin/clients", nil)
@@ -125,6 +146,11 @@ func TestStorageOutageAnswers(t *testing.T) {
 	}
 	if status, _, body := e.login(t, "mp", code); status != http.StatusOK {
 		t.Errorf("login with the code sent during the outage: %d %v (the code was spent?)", status, body)
+	}
+	if resp, err := http.DefaultClient.Do(vaultRequest("/wechat/session", url.Values{"code": {renewCode}})); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("renewing the session_key with the code sent during the outage: %d (the code was spent?)", resp.StatusCode)
 	}
 }
 

@@ -55,6 +55,25 @@ func grantRequest(client *storage.Client, id string) *fosite.Request {
 		GrantedScope: fosite.Arguments{"openid", "offline_access"}, Session: sess}
 }
 
+// seedGrant stores client "mp" and grant "grant-1" with access token "at0"
+// and refresh token "rt0", and returns the grant's request.
+func seedGrant(t *testing.T, s *postgres.Store) *fosite.Request {
+	t.Helper()
+	ctx := context.Background()
+	client := &storage.Client{ID: "mp"}
+	if err := s.CreateClient(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+	req := grantRequest(client, "grant-1")
+	if err := s.CreateAccessTokenSession(ctx, "at0", req); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRefreshTokenSession(ctx, "rt0", "at0", req); err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
 // TestGrantTransactionRoundTrips: a WeChat login's and a refresh's
 // transactions take two round trips each: BEGIN goes with the first
 // statement, the token inserts with COMMIT. Before, each statement was one
@@ -139,17 +158,7 @@ func TestGrantTransactionDeferredFailure(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, _ := tracedStore(t)
-	client := &storage.Client{ID: "mp"}
-	if err := s.CreateClient(ctx, client); err != nil {
-		t.Fatal(err)
-	}
-	req := grantRequest(client, "grant-1")
-	if err := s.CreateAccessTokenSession(ctx, "at0", req); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateRefreshTokenSession(ctx, "rt0", "at0", req); err != nil {
-		t.Fatal(err)
-	}
+	req := seedGrant(t, s)
 
 	tx, err := s.BeginTX(ctx)
 	if err != nil {

@@ -44,17 +44,7 @@ func TestRotationCommitCrossedByHang(t *testing.T) {
 	s := postgres.New(pool, postgres.WithTimeout(timeout))
 	t.Cleanup(s.Close)
 
-	client := &storage.Client{ID: "mp"}
-	if err := s.CreateClient(ctx, client); err != nil {
-		t.Fatal(err)
-	}
-	req := grantRequest(client, "grant-1")
-	if err := s.CreateAccessTokenSession(ctx, "at0", req); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateRefreshTokenSession(ctx, "rt0", "at0", req); err != nil {
-		t.Fatal(err)
-	}
+	req := seedGrant(t, s)
 
 	tx, err := s.BeginTX(ctx)
 	if err != nil {
