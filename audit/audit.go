@@ -25,13 +25,19 @@ const (
 	RefreshTokenReused Type = "refresh_token.reused"
 	AuthLockout        Type = "auth.lockout"
 	WeChatRiskRefused  Type = "wechat.risk_refused"
+	// A user's events name only the subject: after an erasure the trail
+	// keeps the event and the erased subject id, nothing personal.
+	UserDisabled Type = "user.disabled"
+	UserEnabled  Type = "user.enabled"
+	UserDeleted  Type = "user.deleted"
 )
 
 // Known reports whether t is one of the event types, for validating filters.
 func (t Type) Known() bool {
 	switch t {
 	case ClientCreated, ClientUpdated, ClientSecretReset, ClientDeleted, KeyRotated, KeyRevoked,
-		SecretsReencrypted, RefreshTokenReused, AuthLockout, WeChatRiskRefused:
+		SecretsReencrypted, RefreshTokenReused, AuthLockout, WeChatRiskRefused,
+		UserDisabled, UserEnabled, UserDeleted:
 		return true
 	}
 	return false
@@ -55,6 +61,8 @@ const (
 	ActorSystem = "system" // the server itself (start-up re-encryption)
 	ActorCLI    = "cli"    // a wxidp command (or the admin API called by one)
 	ActorAdmin  = "admin-api"
+	// ActorUser: the user themself (DELETE /account); the target names them.
+	ActorUser = "user"
 )
 
 // ClientActor names a client as the actor of a security event.

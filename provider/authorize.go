@@ -201,6 +201,9 @@ func (p *Provider) GrantAuthorization(ctx context.Context, ar fosite.AuthorizeRe
 	if err != nil {
 		return nil, storageError(outage(err))
 	}
+	if user.Disabled() {
+		return nil, fosite.ErrAccessDenied.WithHint("The user's account is disabled.")
+	}
 	for _, s := range ar.GetRequestedScopes() {
 		ar.GrantScope(s)
 	}
@@ -216,9 +219,7 @@ func (p *Provider) GrantAuthorization(ctx context.Context, ar fosite.AuthorizeRe
 	claims.AuthTime = authTime.UTC().Truncate(time.Second)
 	claims.RequestedAt = requestedAt.UTC().Truncate(time.Second)
 	claims.AuthenticationMethodsReferences = []string{AMRScan}
-	if ar.GetGrantedScopes().Has(ScopePhone) && user.PhoneNumber != "" {
-		claims.Extra = map[string]interface{}{"phone_number": user.PhoneNumber, "phone_number_verified": true}
-	}
+	userClaims(claims, ar.GetGrantedScopes(), user)
 	resp, err := p.oauth.NewAuthorizeResponse(ctx, ar, sess)
 	if err != nil {
 		return nil, outage(err)

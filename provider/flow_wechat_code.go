@@ -187,6 +187,9 @@ func (g *wechatGrant) PopulateTokenEndpointResponse(ctx context.Context, ar fosi
 	user, err := g.store.LinkWeChatIdentity(ctx, &storage.WeChatIdentity{
 		AppID: appID, OpenID: ws.OpenID, UnionID: ws.UnionID, SessionKey: sealedKey,
 	}, uuid.NewString())
+	if errors.Is(err, storage.ErrUserDisabled) {
+		return fosite.ErrAccessDenied.WithHint("The user's account is disabled.")
+	}
 	if err != nil {
 		return storageError(err)
 	}
@@ -216,13 +219,7 @@ func (g *wechatGrant) fillSession(ar fosite.AccessRequester, user *storage.User)
 	claims.AuthTime = now.Truncate(time.Second)
 	claims.RequestedAt = now
 	claims.AuthenticationMethodsReferences = []string{"wechat"}
-	if ar.GetGrantedScopes().Has(ScopePhone) && user.PhoneNumber != "" {
-		if claims.Extra == nil {
-			claims.Extra = map[string]interface{}{}
-		}
-		claims.Extra["phone_number"] = user.PhoneNumber
-		claims.Extra["phone_number_verified"] = true
-	}
+	userClaims(claims, ar.GetGrantedScopes(), user)
 }
 
 // issue writes the access token, and the refresh and ID tokens the granted

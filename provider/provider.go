@@ -43,6 +43,7 @@ type Store interface {
 	storage.WeChatCodeStore
 	storage.WeChatTokenStore
 	storage.LoginStore
+	AccountStore
 }
 
 // Deps are the provider's collaborators.
@@ -70,6 +71,7 @@ type Provider struct {
 	oauth   fosite.OAuth2Provider
 	cfg     Config
 	users   storage.UserStore
+	account AccountStore
 	clients fosite.ClientManager
 	audit   *audit.Recorder
 	limits  *Limits
@@ -155,13 +157,16 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		compose.OAuth2PKCEFactory,
 		// fosite's order: the OAuth2 refresh handler before the OIDC one.
 		compose.OAuth2RefreshTokenGrantFactory,
+		// After the code and refresh handlers load the session, before the
+		// OIDC refresh handler signs: disabled users, fresh user claims.
+		func(fosite.Configurator, interface{}, interface{}) interface{} { return userGate{users: d.Store} },
 		compose.OpenIDConnectRefreshFactory,
 		// Validates access tokens against storage too, so revoked tokens fail.
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 	)
 	return &Provider{
-		oauth: oauth, cfg: cfg, users: d.Store, clients: d.Store, audit: d.Audit, limits: d.Limits,
+		oauth: oauth, cfg: cfg, users: d.Store, account: d.Store, clients: d.Store, audit: d.Audit, limits: d.Limits,
 		accessTokens: core, signer: d.Signer,
 		store: d.Store, logins: d.Store, login: cfg.Login.withDefaults(), now: d.Now,
 		pictures: &scan.Pictures{Issuer: cfg.Issuer, WX: d.WXACode, Tokens: tokens, Cipher: d.Cipher},

@@ -8,6 +8,7 @@ import (
 	"github.com/ory/fosite"
 
 	"github.com/wxidp/wxidp/provider/grants"
+	"github.com/wxidp/wxidp/storage"
 )
 
 // Token runs the token endpoint: authenticates the client, applies the
@@ -42,6 +43,11 @@ func (p *Provider) Token(ctx context.Context, r *http.Request) (fosite.AccessReq
 	p.limits.issued(ctx, ar, err)
 	if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
 		return ar, nil, p.codeReused(ctx, ar)
+	}
+	if errors.Is(err, storage.ErrUserDisabled) {
+		// The refresh rotation refused: fosite calls any such error a
+		// server error.
+		return ar, nil, errUserDisabled(err)
 	}
 	if err != nil {
 		return ar, nil, outage(err)

@@ -46,17 +46,21 @@ func (p *Provider) rejected(ctx context.Context, token string) error {
 var ErrInsufficientScope = errors.New("insufficient scope")
 
 // UserInfo returns the OpenID Connect claims an access token's scopes allow:
-// always sub; phone_number and phone_number_verified with scope phone.
+// always sub; phone_number and phone_number_verified with scope phone;
+// nickname, picture and updated_at with scope profile. A disabled user's
+// token is inactive (disabling deletes their tokens; this covers one that
+// raced it).
 func (p *Provider) UserInfo(ctx context.Context, token string) (map[string]any, error) {
 	ar, sess, err := p.bearer(ctx, token)
 	if err != nil {
 		return nil, err
 	}
-	if !ar.GetGrantedScopes().Has(ScopeOpenID) {
+	scopes := ar.GetGrantedScopes()
+	if !scopes.Has(ScopeOpenID) {
 		return nil, ErrInsufficientScope
 	}
 	claims := map[string]any{"sub": sess.Subject}
-	if !ar.GetGrantedScopes().Has(ScopePhone) {
+	if !scopes.Has(ScopePhone) && !scopes.Has(ScopeProfile) {
 		return claims, nil
 	}
 	user, err := p.users.GetUser(ctx, sess.Subject)
@@ -66,9 +70,15 @@ func (p *Provider) UserInfo(ctx context.Context, token string) (map[string]any, 
 	if err != nil {
 		return nil, err
 	}
-	if user.PhoneNumber != "" {
+	if user.Disabled() {
+		return nil, ErrTokenInactive
+	}
+	if scopes.Has(ScopePhone) && user.PhoneNumber != "" {
 		claims["phone_number"] = user.PhoneNumber
 		claims["phone_number_verified"] = true
+	}
+	if scopes.Has(ScopeProfile) {
+		profileClaims(claims, user)
 	}
 	return claims, nil
 }

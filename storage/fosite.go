@@ -27,6 +27,9 @@ import (
 //     that request ID by a conditional update (zero rows, including a
 //     request ID that does not match: fosite.ErrNotFound) and deletes the
 //     access token that was issued with it; other tokens of the request stay.
+//     If the token's subject is a disabled user it changes nothing and
+//     returns storage.ErrUserDisabled; it read-locks the user until the
+//     transaction ends, so disabling waits for the rotation's new tokens.
 //   - Refresh grace period (a backend option, default 0): a refresh token
 //     rotated less than the grace period ago, whose grace was not yet used,
 //     reads as active (GetRefreshTokenSession returns it with a nil error)

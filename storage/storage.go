@@ -155,6 +155,7 @@ type Store interface {
 	ClientStore
 	KeyStore
 	UserStore
+	PeopleStore
 	WeChatCodeStore
 	WeChatTokenStore
 	Maintenance

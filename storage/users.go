@@ -12,9 +12,20 @@ type User struct {
 	// PhoneNumber is the number WeChat verified (E.164-like, as WeChat
 	// returns phoneNumber); empty when unknown.
 	PhoneNumber string
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// Nickname and Picture (an https URL) are the self-service profile the
+	// mini-program collects (WeChat no longer hands them out); empty when
+	// unset. ProfileUpdatedAt is zero until the profile is first set.
+	Nickname         string
+	Picture          string
+	ProfileUpdatedAt time.Time
+	// DisabledAt is when an operator disabled the user; zero while enabled.
+	DisabledAt time.Time
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
+
+// Disabled reports whether an operator has disabled the user.
+func (u *User) Disabled() bool { return !u.DisabledAt.IsZero() }
 
 // WeChatIdentity is one (appid, openid) pair and the user it belongs to.
 type WeChatIdentity struct {
@@ -42,6 +53,10 @@ type UserStore interface {
 	// Concurrent calls for one person (same AppID+OpenID, or same UnionID
 	// across apps) yield exactly one user. The returned identity's UserID
 	// and timestamps are filled in. Uses the transaction in ctx, if any.
+	// ErrUserDisabled, writing nothing, if the user is disabled; the user
+	// stays read-locked until the caller's transaction ends, so a
+	// concurrent SetUserDisabled waits for the login's tokens and deletes
+	// them.
 	LinkWeChatIdentity(ctx context.Context, id *WeChatIdentity, newUserID string) (*User, error)
 	// GetUser returns the user or ErrNotFound.
 	GetUser(ctx context.Context, id string) (*User, error)

@@ -45,6 +45,8 @@ type AdminConfig struct {
 	// (nil records nothing).
 	Audit    AuditLog
 	Recorder *audit.Recorder
+	// Users serves /admin/users; nil answers 404 there.
+	Users UserAdmin
 }
 
 type admin struct {
@@ -75,6 +77,11 @@ func NewAdmin(cfg AdminConfig) (*echo.Echo, error) {
 	e.POST("/admin/keys/rotate", a.rotateKeys, auth)
 	e.DELETE("/admin/keys/:kid", a.revokeKey, auth)
 	getAndHead(e, "/admin/audit", a.listAudit, auth)
+	getAndHead(e, "/admin/users", a.listUsers, auth)
+	getAndHead(e, "/admin/users/:sub", a.getUser, auth)
+	e.POST("/admin/users/:sub/disable", a.setDisabled(true), auth)
+	e.POST("/admin/users/:sub/enable", a.setDisabled(false), auth)
+	e.DELETE("/admin/users/:sub", a.deleteUser, auth)
 	getAndHead(e, "/metrics", cfg.Metrics.handler(), auth)
 	return e, nil
 }

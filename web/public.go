@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/ory/fosite"
 
+	"github.com/wxidp/wxidp/audit"
 	"github.com/wxidp/wxidp/provider"
 )
 
@@ -74,6 +75,10 @@ type PublicConfig struct {
 	// Vault is the session_key vault (/wechat/decrypt, verify-signature,
 	// session); nil leaves it out.
 	Vault VaultAPI
+	// Account is the self-service account (PATCH and DELETE /account);
+	// nil leaves it out. Audit records account deletions.
+	Account AccountAPI
+	Audit   *audit.Recorder
 	// Draining, when set and true, makes /readyz answer 503 at once: the
 	// process is shutting down (SIGTERM) and wants no new traffic.
 	Draining func() bool
@@ -116,6 +121,9 @@ func NewPublic(cfg PublicConfig) (*echo.Echo, error) {
 	}
 	if cfg.Vault != nil {
 		registerVault(e, &vaultAPI{api: cfg.Vault, rl: cfg.RateLimit}, limits)
+	}
+	if cfg.Account != nil {
+		registerAccount(e, &accountAPI{api: cfg.Account, rl: cfg.RateLimit, recorder: cfg.Audit}, limits)
 	}
 	registerCORS(e, cfg.CORS, cfg.Log)
 	return e, nil

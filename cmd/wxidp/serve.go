@@ -269,7 +269,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		Metrics: metrics,
 		Issuer:  cfg.Issuer, GrantTypes: grants.Supported(), Log: log, Tokens: prov, UserInfo: prov, Lifecycle: prov, Keys: km, Store: store,
 		CORS:  store,
-		Login: prov, Tickets: prov, CSRFKey: csrfKey, Vault: prov,
+		Login: prov, Tickets: prov, CSRFKey: csrfKey, Vault: prov, Account: prov, Audit: rec,
 		RateLimit:      lim.web,
 		TrustedProxies: ipNets(cfg.TrustedProxies),
 		// ctx ends (SIGTERM) before the listeners see it and shut down,
@@ -280,7 +280,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		return err
 	}
 	admin, err := web.NewAdmin(web.AdminConfig{Token: cfg.AdminToken, Log: log, Clients: clients, Keys: km, Metrics: metrics,
-		Audit: store, Recorder: rec})
+		Audit: store, Recorder: rec, Users: store})
 	if err != nil {
 		return err
 	}

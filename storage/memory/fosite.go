@@ -120,7 +120,9 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 // active, all under one lock, so of several concurrent refreshes with the
 // same token exactly one wins. A token in its grace period is rotated once
 // more, spending the grace and deleting nothing (its access token went at
-// the rotation), so with a grace period exactly two win.
+// the rotation), so with a grace period exactly two win. A disabled user's
+// token does not rotate, and the user is read-locked until ctx's
+// transaction ends (people.go), as in PostgreSQL.
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	t, err := s.lock(ctx)
 	if err != nil {
@@ -129,6 +131,12 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 	defer s.mu.Unlock()
 	now := s.clockNow()
 	r, ok := s.rows[refreshKind][signature]
+	if ok {
+		if err := s.refuseDisabled("rotate refresh token", r.rec.Subject); err != nil {
+			return err
+		}
+		s.holdUser(t, r.rec.Subject)
+	}
 	switch {
 	// A request ID that does not match means a caller bug; treating it as
 	// unknown keeps the token usable rather than burning someone else's.

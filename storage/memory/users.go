@@ -33,6 +33,8 @@ type userData struct {
 	unions   map[string]string
 	codes    map[codeKey]time.Time
 	wxTokens map[string]wechatToken
+	// userLocks are the users each transaction read-locked (people.go).
+	userLocks map[*tx]map[string]bool
 }
 
 func newUserData() userData {
@@ -42,6 +44,7 @@ func newUserData() userData {
 		unions:     map[string]string{},
 		codes:      map[codeKey]time.Time{},
 		wxTokens:   map[string]wechatToken{},
+		userLocks:  map[*tx]map[string]bool{},
 	}
 }
 
@@ -55,7 +58,9 @@ func copyIdentity(id storage.WeChatIdentity) storage.WeChatIdentity {
 // mutex makes it atomic; the rules are those of the PostgreSQL backend: a
 // known identity keeps its user, a reported unionid replaces the stored one
 // and is recorded for the user if nobody holds it, and a new identity joins
-// the unionid's holder or gets a new user.
+// the unionid's holder or gets a new user. A disabled user's login is
+// refused, writing nothing; the user is read-locked until ctx's transaction
+// ends (people.go).
 func (s *Store) LinkWeChatIdentity(ctx context.Context, id *storage.WeChatIdentity, newUserID string) (*storage.User, error) {
 	t, err := s.lock(ctx)
 	if err != nil {
@@ -67,6 +72,9 @@ func (s *Store) LinkWeChatIdentity(ctx context.Context, id *storage.WeChatIdenti
 	stored, known := s.identities[key]
 	switch {
 	case known:
+		if err := s.refuseDisabled("link wechat identity", stored.UserID); err != nil {
+			return nil, err
+		}
 		if id.UnionID != "" {
 			stored.UnionID = id.UnionID
 		}
@@ -75,6 +83,9 @@ func (s *Store) LinkWeChatIdentity(ctx context.Context, id *storage.WeChatIdenti
 	default:
 		userID := newUserID
 		if holder, ok := s.unions[id.UnionID]; ok && id.UnionID != "" {
+			if err := s.refuseDisabled("link wechat identity", holder); err != nil {
+				return nil, err
+			}
 			userID = holder
 		} else {
 			if _, taken := s.users[newUserID]; taken {
@@ -93,6 +104,7 @@ func (s *Store) LinkWeChatIdentity(ctx context.Context, id *storage.WeChatIdenti
 	}
 	id.UnionID, id.UserID = stored.UnionID, stored.UserID
 	id.CreatedAt, id.UpdatedAt = stored.CreatedAt, stored.UpdatedAt
+	s.holdUser(t, stored.UserID)
 	u := s.users[stored.UserID]
 	return &u, nil
 }

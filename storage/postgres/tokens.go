@@ -2,8 +2,11 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/ory/fosite"
+
+	"github.com/wxidp/wxidp/storage"
 )
 
 // CreateAccessTokenSession stores the request behind an access token.
@@ -94,18 +97,29 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 //
 // The data-modifying CTE's DELETE sees the UPDATE's RETURNING rows, not its
 // effect on the table, which is all it needs.
-const rotateRefreshToken = `WITH rotated AS (
+//
+// The token's user is read-locked (FOR SHARE) until the transaction ends and
+// a disabled user's token does not rotate: disabling updates the user row,
+// so it waits for this rotation's new tokens to commit and then deletes them,
+// and a rotation after it sees the user disabled. A subject that is not a
+// user (client_credentials) matches no user row and rotates.
+const rotateRefreshToken = `WITH usr AS (
+		SELECT u.disabled_at IS NOT NULL AS disabled FROM users u
+		WHERE u.id = (SELECT subject FROM oauth2_refresh_tokens WHERE signature = $1)
+		FOR SHARE
+	), rotated AS (
 		UPDATE oauth2_refresh_tokens SET active = false,
 			deactivated_at = CASE WHEN active THEN $3 ELSE deactivated_at END,
 			grace_used = NOT active
 		WHERE signature = $1 AND request_id = $2
 			AND (active OR (NOT grace_used AND deactivated_at > $4))
+			AND NOT EXISTS (SELECT 1 FROM usr WHERE disabled)
 		RETURNING access_token_signature, grace_used
 	), deleted AS (
 		DELETE FROM oauth2_access_tokens a USING rotated r
 		WHERE a.signature = r.access_token_signature AND NOT r.grace_used
 	)
-	SELECT count(*), coalesce(bool_or(grace_used), false) FROM rotated`
+	SELECT count(*), coalesce(bool_or(grace_used), false), EXISTS (SELECT 1 FROM usr WHERE disabled) FROM rotated`
 
 // RotateRefreshToken deactivates exactly the presented refresh token and
 // deletes the access token issued with it; other tokens of the request stay
@@ -119,12 +133,15 @@ const rotateRefreshToken = `WITH rotated AS (
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	now := s.clockNow()
 	var (
-		n        int
-		graceUse bool
+		n                  int
+		graceUse, disabled bool
 	)
-	err := s.db(ctx).QueryRow(ctx, rotateRefreshToken, signature, requestID, now, s.graceCutoff(now)).Scan(&n, &graceUse)
+	err := s.db(ctx).QueryRow(ctx, rotateRefreshToken, signature, requestID, now, s.graceCutoff(now)).Scan(&n, &graceUse, &disabled)
 	if err != nil {
 		return fositeErr("rotate refresh token", err)
+	}
+	if disabled {
+		return fmt.Errorf("postgres: rotate refresh token: %w", storage.ErrUserDisabled)
 	}
 	if n == 0 {
 		return fosite.ErrNotFound

@@ -49,19 +49,25 @@ import (
 // linkColumns is what the link statements return: the identity, then its
 // user.
 const linkColumns = `l.union_id, l.user_id, l.created_at, l.updated_at,
-	u.phone_number, u.created_at, u.updated_at`
+	u.phone_number, u.nickname, u.picture, u.profile_updated_at, u.disabled_at, u.created_at, u.updated_at`
 
 // linkSame overwrites the session key of a known identity whose stored
 // unionid is the reported one, or when none is reported (an answer without
 // unionid never clears it). Any other case matches no row and takes the
 // locked path. The user is read in the same statement: it exists before any
-// identity referencing it, so the statement's snapshot holds it.
+// identity referencing it, so the statement's snapshot holds it. A disabled
+// user's identity is not touched (the locked path then says why), and the
+// user is read-locked (FOR SHARE) until the caller's transaction ends, so
+// disabling, which updates the row, waits for this login's tokens and
+// deletes them. If a disable committed between the UPDATE's snapshot and
+// the lock, the locked row reads disabled and the caller refuses the login.
 const linkSame = `WITH l AS (
 		UPDATE wechat_identities SET session_key = $3, updated_at = $5
 		WHERE app_id = $1 AND open_id = $2 AND ($4::text IS NULL OR union_id = $4)
+			AND NOT EXISTS (SELECT 1 FROM users d WHERE d.id = user_id AND d.disabled_at IS NOT NULL)
 		RETURNING union_id, user_id, created_at, updated_at
 	)
-	SELECT ` + linkColumns + ` FROM l JOIN users u ON u.id = l.user_id`
+	SELECT ` + linkColumns + ` FROM l JOIN users u ON u.id = l.user_id FOR SHARE OF u`
 
 // linkKnown is linkSame for any known identity, run under the locks: a
 // reported unionid replaces the stored one and is offered to wechat_unions,
@@ -79,7 +85,12 @@ const linkKnown = `WITH l AS (
 		SELECT $4, user_id, $5 FROM l WHERE $4::text IS NOT NULL
 		ON CONFLICT (union_id) DO NOTHING
 	)
-	SELECT ` + linkColumns + ` FROM l JOIN users u ON u.id = l.user_id`
+	SELECT ` + linkColumns + ` FROM l JOIN users u ON u.id = l.user_id FOR SHARE OF u`
+
+// identityUserDisabled read-locks the user of a known identity and says
+// whether they are disabled; no row for an unknown identity.
+const identityUserDisabled = `SELECT u.disabled_at IS NOT NULL FROM wechat_identities i
+	JOIN users u ON u.id = i.user_id WHERE i.app_id = $1 AND i.open_id = $2 FOR SHARE OF u`
 
 // lockKey takes a transaction-level advisory lock on name. The names of
 // identities and unionids carry different prefixes, so they never share a
@@ -93,6 +104,9 @@ func (s *Store) LinkWeChatIdentity(ctx context.Context, id *storage.WeChatIdenti
 	stamp := now()
 	args := []any{id.AppID, id.OpenID, id.SessionKey, nullString(id.UnionID), stamp}
 	u, err := scanLink(s.db(ctx).QueryRow(ctx, linkSame, args...), id)
+	if err == nil && u.Disabled() {
+		return nil, fmt.Errorf("postgres: link wechat identity: %w", storage.ErrUserDisabled)
+	}
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return u, recordErr("link wechat identity", err)
 	}
@@ -108,6 +122,13 @@ func (s *Store) LinkWeChatIdentity(ctx context.Context, id *storage.WeChatIdenti
 			if _, err := tx.Exec(ctx, lockKey, "wechat union "+id.UnionID); err != nil {
 				return err
 			}
+		}
+		var disabled bool
+		switch err := tx.QueryRow(ctx, identityUserDisabled, id.AppID, id.OpenID).Scan(&disabled); {
+		case err == nil && disabled:
+			return storage.ErrUserDisabled
+		case err != nil && !errors.Is(err, pgx.ErrNoRows):
+			return err
 		}
 		u, err = scanLink(tx.QueryRow(ctx, linkKnown, args...), id)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -131,8 +152,15 @@ func linkNew(ctx context.Context, tx querier, id *storage.WeChatIdentity, newUse
 		err := tx.QueryRow(ctx, `SELECT user_id FROM wechat_unions WHERE union_id = $1`, id.UnionID).Scan(&holder)
 		switch {
 		case err == nil:
-			if u, err = getUser(ctx, tx, holder); err != nil {
+			u, err = getUser(ctx, tx, holder, " FOR SHARE")
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				// Erased since (its unionid went with it): a new user.
+				u = nil
+			case err != nil:
 				return nil, err
+			case u.Disabled():
+				return nil, storage.ErrUserDisabled
 			}
 		case !errors.Is(err, pgx.ErrNoRows):
 			return nil, err
@@ -166,43 +194,72 @@ func linkNew(ctx context.Context, tx querier, id *storage.WeChatIdentity, newUse
 // scanLink reads a row of linkColumns into id and a new user.
 func scanLink(row pgx.Row, id *storage.WeChatIdentity) (*storage.User, error) {
 	var (
-		u              storage.User
-		unionID, phone *string
+		u       storage.User
+		unionID *string
+		uc      userCols
 	)
-	err := row.Scan(&unionID, &u.ID, &id.CreatedAt, &id.UpdatedAt, &phone, &u.CreatedAt, &u.UpdatedAt)
+	err := row.Scan(append([]any{&unionID, &u.ID, &id.CreatedAt, &id.UpdatedAt}, uc.dest(&u)...)...)
 	if err != nil {
 		return nil, err
 	}
 	id.UnionID, id.UserID = deref(unionID), u.ID
 	id.CreatedAt, id.UpdatedAt = id.CreatedAt.UTC(), id.UpdatedAt.UTC()
-	u.PhoneNumber = deref(phone)
-	u.CreatedAt, u.UpdatedAt = u.CreatedAt.UTC(), u.UpdatedAt.UTC()
+	uc.fill(&u)
 	return &u, nil
 }
 
 // GetUser returns the user or storage.ErrNotFound.
 func (s *Store) GetUser(ctx context.Context, id string) (*storage.User, error) {
-	u, err := getUser(ctx, s.db(ctx), id)
+	u, err := getUser(ctx, s.db(ctx), id, "")
 	if err != nil {
 		return nil, recordErr("get user", err)
 	}
 	return u, nil
 }
 
-// getUser reads a user through q, untranslated.
-func getUser(ctx context.Context, q querier, id string) (*storage.User, error) {
+// getUser reads a user through q, untranslated; lock is "" or a locking
+// clause (" FOR SHARE").
+func getUser(ctx context.Context, q querier, id, lock string) (*storage.User, error) {
 	var (
-		u     = storage.User{ID: id}
-		phone *string
+		u  = storage.User{ID: id}
+		uc userCols
 	)
-	err := q.QueryRow(ctx, `SELECT phone_number, created_at, updated_at FROM users WHERE id = $1`, id).
-		Scan(&phone, &u.CreatedAt, &u.UpdatedAt)
+	err := q.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`+lock, id).Scan(uc.dest(&u)...)
 	if err != nil {
 		return nil, err
 	}
-	u.PhoneNumber = deref(phone)
-	u.CreatedAt, u.UpdatedAt = u.CreatedAt.UTC(), u.UpdatedAt.UTC()
+	uc.fill(&u)
 	return &u, nil
+}
+
+// userColumns are the users columns userCols scans, in order (after the
+// id, which callers read themselves when they need it).
+const userColumns = `phone_number, nickname, picture, profile_updated_at, disabled_at, created_at, updated_at`
+
+// userCols holds the nullable columns of userColumns while scanning.
+type userCols struct {
+	phone, nickname, picture *string
+	profileAt, disabledAt    *time.Time
+}
+
+// dest returns the scan destinations of userColumns, into u and c.
+func (c *userCols) dest(u *storage.User) []any {
+	return []any{&c.phone, &c.nickname, &c.picture, &c.profileAt, &c.disabledAt, &u.CreatedAt, &u.UpdatedAt}
+}
+
+// fill moves the scanned nullable columns into u and normalises times.
+func (c *userCols) fill(u *storage.User) {
+	u.PhoneNumber, u.Nickname, u.Picture = deref(c.phone), deref(c.nickname), deref(c.picture)
+	u.ProfileUpdatedAt, u.DisabledAt = derefTime(c.profileAt), derefTime(c.disabledAt)
+	u.CreatedAt, u.UpdatedAt = u.CreatedAt.UTC(), u.UpdatedAt.UTC()
+}
+
+// derefTime is the zero time for NULL, and UTC otherwise.
+func derefTime(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
 }
 
 // GetWeChatIdentity returns the identity or storage.ErrNotFound.

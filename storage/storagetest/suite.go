@@ -50,6 +50,8 @@ func Run[S storage.Store](t *testing.T, newStore func(t *testing.T) S, only ...s
 		{"Concurrency", testConcurrency, false},
 		{"Users", testUsers, false},
 		{"UserRaces", testUserRaces, false},
+		{"People", testPeople, false},
+		{"PeopleRaces", testPeopleRaces, false},
 		{"WeChatCodes", testWeChatCodes, false},
 		{"WeChatTokens", testWeChatTokens, false},
 		{"Purge", testPurge, false},
