@@ -147,7 +147,10 @@ func (p *Provider) Account(ctx context.Context, token string) (*Account, error) 
 	}
 	u, err := p.users.GetUser(ctx, sess.Subject)
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, ErrNotAUser
+		if sess.Subject == sess.ClientID {
+			return nil, ErrNotAUser // a client's own token (client_credentials)
+		}
+		return nil, ErrTokenInactive // the user was erased since the token was read
 	}
 	if err != nil {
 		return nil, outage(err)

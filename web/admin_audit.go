@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -90,28 +91,12 @@ func auditQuery(c echo.Context) (storage.AuditFilter, *storage.AuditCursor, int,
 	if f.Target = q.Get("target"); len(f.Target) > maxAuditTarget {
 		return f, nil, 0, errors.New("target is too long")
 	}
-	for _, p := range []struct {
-		name string
-		dst  *time.Time
-	}{{"since", &f.Since}, {"until", &f.Until}} {
-		if v := q.Get(p.name); v != "" {
-			t, err := time.Parse(time.RFC3339Nano, v)
-			if err != nil {
-				return f, nil, 0, fmt.Errorf("%s must be an RFC 3339 time", p.name)
-			}
-			*p.dst = t
-		}
+	if err := timeRange(q, "since", "until", &f.Since, &f.Until); err != nil {
+		return f, nil, 0, err
 	}
-	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
-		return f, nil, 0, errors.New("until must be after since")
-	}
-	limit := defaultAuditLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxAuditLimit {
-			return f, nil, 0, fmt.Errorf("limit must be an integer from 1 to %d", maxAuditLimit)
-		}
-		limit = n
+	limit, err := pageLimit(q, defaultAuditLimit, maxAuditLimit)
+	if err != nil {
+		return f, nil, 0, err
 	}
 	var after *storage.AuditCursor
 	if v := q.Get("cursor"); v != "" {
@@ -122,6 +107,41 @@ func auditQuery(c echo.Context) (storage.AuditFilter, *storage.AuditCursor, int,
 		after = &cur
 	}
 	return f, after, limit, nil
+}
+
+// timeRange parses the RFC 3339 query parameters from (inclusive) and until
+// (exclusive) of a listing into fromT and untilT, left zero when absent.
+func timeRange(q url.Values, from, until string, fromT, untilT *time.Time) error {
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{from, fromT}, {until, untilT}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return fmt.Errorf("%s must be an RFC 3339 time", p.name)
+			}
+			*p.dst = t
+		}
+	}
+	if !fromT.IsZero() && !untilT.IsZero() && !untilT.After(*fromT) {
+		return fmt.Errorf("%s must be after %s", until, from)
+	}
+	return nil
+}
+
+// pageLimit parses a listing's limit parameter: def when absent, else 1 to
+// most.
+func pageLimit(q url.Values, def, most int) (int, error) {
+	v := q.Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > most {
+		return 0, fmt.Errorf("limit must be an integer from 1 to %d", most)
+	}
+	return n, nil
 }
 
 // Cursors are opaque to clients: a versioned encoding of the position, so

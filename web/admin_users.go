@@ -142,28 +142,12 @@ func usersQuery(c echo.Context) (storage.UserFilter, *storage.UserCursor, int, e
 	if f.AppID != "" && f.OpenID == "" {
 		return f, nil, 0, errors.New("appid filters openid: give openid too")
 	}
-	for _, p := range []struct {
-		name string
-		dst  *time.Time
-	}{{"created_after", &f.CreatedAfter}, {"created_before", &f.CreatedBefore}} {
-		if v := q.Get(p.name); v != "" {
-			t, err := time.Parse(time.RFC3339Nano, v)
-			if err != nil {
-				return f, nil, 0, fmt.Errorf("%s must be an RFC 3339 time", p.name)
-			}
-			*p.dst = t
-		}
+	if err := timeRange(q, "created_after", "created_before", &f.CreatedAfter, &f.CreatedBefore); err != nil {
+		return f, nil, 0, err
 	}
-	if !f.CreatedAfter.IsZero() && !f.CreatedBefore.IsZero() && !f.CreatedBefore.After(f.CreatedAfter) {
-		return f, nil, 0, errors.New("created_before must be after created_after")
-	}
-	limit := defaultUserLimit
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxUserLimit {
-			return f, nil, 0, fmt.Errorf("limit must be an integer from 1 to %d", maxUserLimit)
-		}
-		limit = n
+	limit, err := pageLimit(q, defaultUserLimit, maxUserLimit)
+	if err != nil {
+		return f, nil, 0, err
 	}
 	var after *storage.UserCursor
 	if v := q.Get("cursor"); v != "" {

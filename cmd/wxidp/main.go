@@ -44,7 +44,7 @@ func newRootCmd() *cobra.Command {
 		// Flags left unset take their environment variable.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return applyEnv(cmd.Flags()) },
 	}
-	root.AddCommand(newServeCmd(), newMigrateCmd(), newClientsCmd(), newKeysCmd(), newSecretsCmd(), newJanitorCmd(), newAuditCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newMigrateCmd(), newClientsCmd(), newUsersCmd(), newKeysCmd(), newSecretsCmd(), newJanitorCmd(), newAuditCmd(), newVersionCmd())
 	return root
 }
 

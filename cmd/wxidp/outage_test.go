@@ -50,7 +50,32 @@ func TestStorageOutageAnswers(t *testing.T) {
 		return r
 	}
 
+	// The account endpoints and the admin users API, for a user with a
+	// profile who logged in just now (so deletion would be allowed).
+	_, _, acct := e.login(t, "mp", e.wx.Login("wxapp1", "o-account", ""), "scope", "openid profile")
+	acctToken, _ := acct["access_token"].(string)
+	acctSub, _ := unverifiedClaims(t, acctToken)["sub"].(string)
+	accountRequest := func(method, body string) *http.Request {
+		r, _ := http.NewRequest(method, e.issuer+"/account", strings.NewReader(body))
+		r.Header.Set("Authorization", "Bearer "+acctToken)
+		if body != "" {
+			r.Header.Set("Content-Type", "application/json")
+		}
+		return r
+	}
+	adminRequest := func(method, path string) *http.Request {
+		r, _ := http.NewRequest(method, e.admin+path, nil)
+		r.Header.Set("Authorization", "Bearer "+testAdminToken)
+		return r
+	}
+
 	requests := map[string]func() *http.Request{
+		"account profile": func() *http.Request { return accountRequest(http.MethodPatch, `{"nickname":"during the outage"}`) },
+		"account delete":  func() *http.Request { return accountRequest(http.MethodDelete, "") },
+		"admin users":     func() *http.Request { return adminRequest(http.MethodGet, "/admin/users?openid=o-account") },
+		"admin user":      func() *http.Request { return adminRequest(http.MethodGet, "/admin/users/"+acctSub) },
+		"admin disable":   func() *http.Request { return adminRequest(http.MethodPost, "/admin/users/"+acctSub+"/disable") },
+		"admin erase":     func() *http.Request { return adminRequest(http.MethodDelete, "/admin/users/"+acctSub) },
 		"client_credentials": func() *http.Request {
 			r := formRequest(e.issuer+"/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"read"}})
 			r.SetBasicAuth("other", e.otherSecret)
@@ -146,6 +171,10 @@ func TestStorageOutageAnswers(t *testing.T) {
 	}
 	if status, _, body := e.login(t, "mp", code); status != http.StatusOK {
 		t.Errorf("login with the code sent during the outage: %d %v (the code was spent?)", status, body)
+	}
+	if status, body := e.adminJSON(t, "GET", "/admin/users/"+acctSub, testAdminToken, nil); status != http.StatusOK ||
+		body["disabled"] != false || body["nickname"] != nil {
+		t.Errorf("the user the outage answered 503 about: %d %v (disabled, erased or renamed?)", status, body)
 	}
 	if resp, err := http.DefaultClient.Do(vaultRequest("/wechat/session", url.Values{"code": {renewCode}})); err != nil {
 		t.Fatal(err)

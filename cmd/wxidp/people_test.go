@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -471,5 +472,72 @@ func TestAdminUsers(t *testing.T) {
 	}
 	if status, _ := e.adminJSON(t, "GET", "/admin/users/nobody", testAdminToken, nil); status != http.StatusNotFound {
 		t.Errorf("unknown user: %d", status)
+	}
+}
+
+// TestPeopleConcurrent: concurrent deletions of one account erase it once
+// (one 204, the rest 401); refreshes racing a disable leave no usable token.
+func TestPeopleConcurrent(t *testing.T) {
+	t.Parallel()
+	e := newPeopleEnv(t)
+	at := e.signIn(t, "o-gina", "")["access_token"].(string)
+	const n = 6
+	statuses := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, _, _ := e.bearer(t, "DELETE", "/account", at, "")
+			statuses <- status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	got := map[int]int{}
+	for s := range statuses {
+		got[s]++
+	}
+	if got[http.StatusNoContent] != 1 || got[http.StatusUnauthorized] != n-1 {
+		t.Errorf("concurrent deletions answered %v, want one 204 and %d 401", got, n-1)
+	}
+	_, ev := e.adminJSON(t, "GET", "/admin/audit?type=user.deleted", testAdminToken, nil)
+	if len(ev["events"].([]any)) != 1 {
+		t.Errorf("user.deleted events: %v", ev["events"])
+	}
+
+	// Refreshes racing a disable: afterwards nothing the refreshes handed
+	// out is active.
+	tokens := e.signIn(t, "o-hugo", "")
+	sub := subOf(t, tokens)
+	rts := []string{tokens["refresh_token"].(string)}
+	for range 3 {
+		other := e.signIn(t, "o-hugo", "")
+		rts = append(rts, other["refresh_token"].(string))
+	}
+	issued := make(chan map[string]any, len(rts))
+	for _, rt := range rts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if status, body := e.refresh(t, rt); status == http.StatusOK {
+				issued <- body
+			}
+		}()
+	}
+	if status, body := e.adminJSON(t, "POST", "/admin/users/"+sub+"/disable", testAdminToken, nil); status != http.StatusOK {
+		t.Fatalf("disable: %d %v", status, body)
+	}
+	wg.Wait()
+	close(issued)
+	for body := range issued {
+		if e.active(t, body["access_token"].(string)) || e.active(t, body["refresh_token"].(string)) {
+			t.Error("a token a refresh handed out around the disable is active")
+		}
+	}
+	for _, rt := range rts {
+		if e.active(t, rt) {
+			t.Error("a refresh token of the disabled user is active")
+		}
 	}
 }

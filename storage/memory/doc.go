@@ -14,4 +14,8 @@
 // everyone at once, and Rollback undoes it by replaying an undo log, restoring
 // the values the transaction overwrote. That is enough for fosite, which uses
 // transactions to undo a half-finished token response, not to hide one.
+// One exception mirrors PostgreSQL's row lock: a transaction that rotates a
+// refresh token or links a login holds its user until it ends, and
+// disabling or erasing that user waits for it, so no token of a login in
+// flight outlives the disable.
 package memory
