@@ -29,7 +29,8 @@ type Options struct {
 	Batch int
 	// InactiveRetention is how long a deactivated refresh token is kept, so
 	// that its reuse is still recognised and revokes its grant (default
-	// 7 days). After that, a reuse is just an unknown token.
+	// DefaultInactiveRetention, at least the refresh token lifetime). After
+	// that, a reuse is just an unknown token.
 	InactiveRetention time.Duration
 	// AuditRetention is how long audit events are kept
 	// (WXIDP_AUDIT_RETENTION, default DefaultAuditRetention).
@@ -47,6 +48,11 @@ type Janitor struct {
 	opts   Options
 	holder string
 }
+
+// DefaultInactiveRetention keeps rotated and revoked refresh tokens as
+// long as the default refresh token lifetime (30 days), so a reuse is
+// recognised for as long as the chain could be alive.
+const DefaultInactiveRetention = 30 * 24 * time.Hour
 
 // DefaultAuditRetention keeps audit events 90 days.
 const DefaultAuditRetention = 90 * 24 * time.Hour
@@ -69,7 +75,7 @@ func New(store Store, opts Options) *Janitor {
 		opts.Batch = 5000
 	}
 	if opts.InactiveRetention <= 0 {
-		opts.InactiveRetention = 7 * 24 * time.Hour
+		opts.InactiveRetention = DefaultInactiveRetention
 	}
 	if opts.AuditRetention <= 0 {
 		opts.AuditRetention = DefaultAuditRetention

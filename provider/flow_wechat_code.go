@@ -61,6 +61,8 @@ type wechatGrant struct {
 	rt     oauth2.RefreshTokenStrategy
 	idt    *openid.IDTokenHandleHelper
 	now    func() time.Time
+	// maxAge is the server's session maximum age (Config.SessionMaxAge).
+	maxAge time.Duration
 }
 
 var _ fosite.TokenEndpointHandler = (*wechatGrant)(nil)
@@ -126,6 +128,10 @@ func (g *wechatGrant) HandleTokenEndpointRequest(ctx context.Context, ar fosite.
 	if ar.GetGrantedScopes().Has(ScopeOfflineAccess) {
 		sess.SetExpiresAt(fosite.RefreshToken, now.Add(fosite.GetEffectiveLifespan(client, grants.WeChatCode, fosite.RefreshToken, g.cfg.GetRefreshTokenLifespan(ctx))))
 	}
+	// The login is now: its chain ends at now plus the session's maximum
+	// age, and no token of it outlives that.
+	idTTL := fosite.GetEffectiveLifespan(client, grants.WeChatCode, fosite.IDToken, g.cfg.GetIDTokenLifespan(ctx))
+	clipToSession(sess, now.Add(sessionMaxAge(g.maxAge, client)), now, idTTL)
 	return nil
 }
 

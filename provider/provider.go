@@ -32,6 +32,9 @@ type Config struct {
 	// mint none), so rotating WXIDP_SECRETS logs nobody out; each at least
 	// 32 bytes.
 	RotatedGlobalSecrets [][]byte
+	// SessionMaxAge is the absolute lifetime of a login's token chain
+	// (0: DefaultSessionMaxAge); a client may register a shorter one.
+	SessionMaxAge time.Duration
 	// Login sets scan-to-login's lifetimes.
 	Login LoginConfig
 }
@@ -138,15 +141,19 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		EnforcePKCEForPublicClients:    true,
 		EnablePKCEPlainChallengeMethod: false,
 	}
+	if cfg.SessionMaxAge <= 0 {
+		cfg.SessionMaxAge = DefaultSessionMaxAge
+	}
 	core := &oauth2.DefaultJWTStrategy{
 		Signer:          d.Signer,
-		HMACSHAStrategy: compose.NewOAuth2HMACStrategy(fc),
+		HMACSHAStrategy: prefixedRefresh{compose.NewOAuth2HMACStrategy(fc)},
 		Config:          fc,
 	}
 	oidc := &openid.DefaultStrategy{Signer: d.Signer, Config: fc}
 	strategy := &compose.CommonStrategy{CoreStrategy: core, OpenIDConnectTokenStrategy: oidc, Signer: d.Signer}
 	tokens := apptoken.New(d.Store, d.WeChat, d.Cipher, d.Now)
 	grant := newWeChatGrant(fc, core, oidc, tokens, d)
+	grant.maxAge = cfg.SessionMaxAge
 	oauth := compose.Compose(fc, reuseWatch{d.Store}, strategy,
 		func(fosite.Configurator, interface{}, interface{}) interface{} { return grant },
 		compose.OAuth2ClientCredentialsGrantFactory,
@@ -159,8 +166,15 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		compose.OAuth2RefreshTokenGrantFactory,
 		// After the code and refresh handlers load the session, before the
 		// OIDC refresh handler signs: disabled users, fresh user claims.
-		func(fosite.Configurator, interface{}, interface{}) interface{} { return userGate{users: d.Store} },
 		compose.OpenIDConnectRefreshFactory,
+		// After every handler that loads a grant's session (and after the
+		// OIDC refresh handler resets the ID token's expiry), before any
+		// token is issued: disabled users, fresh user claims, the chain's
+		// absolute lifetime and a narrowed scope.
+		func(fosite.Configurator, interface{}, interface{}) interface{} { return userGate{users: d.Store} },
+		func(fosite.Configurator, interface{}, interface{}) interface{} {
+			return chainGate{maxAge: cfg.SessionMaxAge, idTTL: cfg.IDTokenTTL, now: d.Now}
+		},
 		// Validates access tokens against storage too, so revoked tokens fail.
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,

@@ -17,6 +17,9 @@ type Session struct {
 	*openid.DefaultSession `json:"oidc"`
 	// ClientID is the client the tokens were issued to (RFC 9068 client_id).
 	ClientID string `json:"client_id"`
+	// ChainScopes, set while a refresh narrows the scope, is the chain's
+	// whole grant, which the new refresh token keeps (chainGate).
+	ChainScopes []string `json:"chain_scopes,omitempty"`
 }
 
 var (

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"slices"
+	"time"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/oauth2"
@@ -99,6 +100,23 @@ func NewOAuthClient(c *Client) *OAuthClient {
 		},
 		Record: c,
 	}
+}
+
+// GetEffectiveLifespan is fosite's per-client lifetime hook: the client's
+// own access and refresh token lifetimes when shorter than the server's
+// (fallback), whatever the grant. ID tokens keep the server's.
+func (c *OAuthClient) GetEffectiveLifespan(_ fosite.GrantType, tt fosite.TokenType, fallback time.Duration) time.Duration {
+	own := time.Duration(0)
+	switch tt {
+	case fosite.AccessToken:
+		own = c.Record.AccessTokenTTL
+	case fosite.RefreshToken:
+		own = c.Record.RefreshTokenTTL
+	}
+	if own > 0 && (own < fallback || fallback <= 0) {
+		return own
+	}
+	return fallback
 }
 
 // GetResponseTypes returns the response types as built: none for a client

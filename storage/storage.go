@@ -54,6 +54,13 @@ type Client struct {
 	// WeChatAppSecret is the app secret encrypted under WXIDP_SECRETS; nil
 	// when none is registered.
 	WeChatAppSecret []byte
+	// The client's own token lifetimes, whole seconds, each at most the
+	// server's; zero uses the server's. RefreshTokenTTL is the idle
+	// lifetime of each refresh token, SessionMaxAge the absolute lifetime
+	// of a login's chain.
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	SessionMaxAge   time.Duration
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
 }

@@ -115,6 +115,9 @@ type clientRequest struct {
 	AllowedCORSOrigins      []string `json:"allowed_cors_origins"`
 	PostLogoutRedirectURIs  []string `json:"post_logout_redirect_uris"`
 	WeChatLoginPage         string   `json:"wechat_login_page"`
+	AccessTokenTTLSeconds   int64    `json:"access_token_ttl_seconds"`
+	RefreshTokenTTLSeconds  int64    `json:"refresh_token_ttl_seconds"`
+	SessionMaxAgeSeconds    int64    `json:"session_max_age_seconds"`
 }
 
 // clientResponse never carries the hash or the WeChat app secret.
@@ -134,7 +137,11 @@ type clientResponse struct {
 	AllowedCORSOrigins      []string `json:"allowed_cors_origins"`
 	PostLogoutRedirectURIs  []string `json:"post_logout_redirect_uris"`
 	WeChatLoginPage         string   `json:"wechat_login_page,omitempty"`
-	UpdatedAt               string   `json:"updated_at"`
+	// The client's own lifetimes; absent: the server's.
+	AccessTokenTTLSeconds  int64  `json:"access_token_ttl_seconds,omitempty"`
+	RefreshTokenTTLSeconds int64  `json:"refresh_token_ttl_seconds,omitempty"`
+	SessionMaxAgeSeconds   int64  `json:"session_max_age_seconds,omitempty"`
+	UpdatedAt              string `json:"updated_at"`
 }
 
 func toResponse(c *storage.Client, secret string) clientResponse {
@@ -153,6 +160,9 @@ func toResponse(c *storage.Client, secret string) clientResponse {
 		AllowedCORSOrigins:      orEmpty(c.AllowedCORSOrigins),
 		PostLogoutRedirectURIs:  orEmpty(c.PostLogoutRedirectURIs),
 		WeChatLoginPage:         c.WeChatLoginPage,
+		AccessTokenTTLSeconds:   int64(c.AccessTokenTTL / time.Second),
+		RefreshTokenTTLSeconds:  int64(c.RefreshTokenTTL / time.Second),
+		SessionMaxAgeSeconds:    int64(c.SessionMaxAge / time.Second),
 		UpdatedAt:               c.UpdatedAt.UTC().Format(time.RFC3339),
 	}
 	if secret != "" {

@@ -178,7 +178,7 @@ func TestJanitorAuditRetention(t *testing.T) {
 	seedAudit(t, e, "client.created", "new", 3, now.Add(-time.Hour))
 	var out bytes.Buffer
 	err := runJanitor(context.Background(), janitorConfig{DatabaseURL: e.dsn, DatabaseTimeout: 5 * time.Second,
-		Batch: 2, InactiveRetention: time.Hour, AuditRetention: 24 * time.Hour}, &out, quietLog())
+		Batch: 2, InactiveRetention: time.Hour, RefreshTokenTTL: time.Hour, AuditRetention: 24 * time.Hour}, &out, quietLog())
 	if err != nil {
 		t.Fatalf("janitor: %v\n%s", err, out.String())
 	}

@@ -128,6 +128,7 @@ type clientFlags struct {
 	loginPage                          string
 	grants, audience, redirects        []string
 	corsOrigins, logoutRedirects       []string
+	atTTL, rtTTL, sessionMaxAge        int64
 }
 
 func (f *clientFlags) register(cmd *cobra.Command) {
@@ -146,6 +147,9 @@ func (f *clientFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.secretFile, "secret-file", "", "file holding the client_secret to set (>= 32 characters; - reads standard input; generated on create when not given)")
 	fs.StringVar(&f.appID, "wechat-appid", "", "WeChat appid the client is bound to")
 	fs.StringVar(&f.loginPage, "wechat-login-page", "", "wechat_login_page: the mini-program page a scan-to-login QR code opens, e.g. pages/scan/index (empty: the app's home page)")
+	fs.Int64Var(&f.atTTL, "access-token-ttl-seconds", 0, "access_token_ttl_seconds: the client's access token lifetime, at most the server's (0: the server's)")
+	fs.Int64Var(&f.rtTTL, "refresh-token-ttl-seconds", 0, "refresh_token_ttl_seconds: the client's refresh token (idle) lifetime, at most the server's (0: the server's)")
+	fs.Int64Var(&f.sessionMaxAge, "session-max-age-seconds", 0, "session_max_age_seconds: how long a login's token chain may live however often refreshed, at most the server's (0: the server's)")
 	fs.StringVar(&f.appSecretFile, "wechat-app-secret-file", "", "file holding the WeChat app secret (write-only; - reads standard input)")
 	// The old value flags stay, hidden, to explain the change rather than
 	// fail with "unknown flag"; a secret in argv leaks to shell history and ps.
@@ -184,6 +188,9 @@ func (f *clientFlags) apply(cmd *cobra.Command, body map[string]any) error {
 	set("auth-method", "token_endpoint_auth_method", f.authMethod)
 	set("wechat-appid", "wechat_appid", f.appID)
 	set("wechat-login-page", "wechat_login_page", f.loginPage)
+	set("access-token-ttl-seconds", "access_token_ttl_seconds", f.atTTL)
+	set("refresh-token-ttl-seconds", "refresh_token_ttl_seconds", f.rtTTL)
+	set("session-max-age-seconds", "session_max_age_seconds", f.sessionMaxAge)
 	for flag, field := range map[string]string{"secret-file": "client_secret", "wechat-app-secret-file": "wechat_app_secret"} {
 		if !fs.Changed(flag) {
 			continue

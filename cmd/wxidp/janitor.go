@@ -22,6 +22,9 @@ type janitorConfig struct {
 	Batch             int
 	InactiveRetention time.Duration
 	AuditRetention    time.Duration
+	// RefreshTokenTTL bounds InactiveRetention from below: a rotated
+	// refresh token is kept as long as the chain it belongs to can live.
+	RefreshTokenTTL time.Duration
 }
 
 func newJanitorCmd() *cobra.Command {
@@ -37,13 +40,37 @@ func newJanitorCmd() *cobra.Command {
 	addDatabaseFlag(cmd, &cfg.DatabaseURL)
 	addDatabaseTimeoutFlag(cmd, &cfg.DatabaseTimeout)
 	addJanitorFlags(cmd, &cfg.Batch, &cfg.InactiveRetention, &cfg.AuditRetention)
+	cmd.Flags().DurationVar(&cfg.RefreshTokenTTL, "refresh-token-ttl", 720*time.Hour, "the server's refresh token lifetime: rotated refresh tokens are kept at least this long")
+	bindEnv(cmd.Flags(), "refresh-token-ttl", "WXIDP_REFRESH_TOKEN_TTL")
 	return cmd
+}
+
+// inactiveRetention is how long rotated and revoked refresh tokens are
+// kept: as set, or (0) as long as a refresh token can live, so reusing one
+// is recognised as reuse (and revokes its chain) for as long as the chain
+// could still be alive.
+func inactiveRetention(set, refreshTTL time.Duration) time.Duration {
+	if set == 0 {
+		return refreshTTL
+	}
+	return set
+}
+
+// checkInactiveRetention refuses a retention shorter than the refresh
+// token lifetime: a reuse after it would look like an unknown token and
+// leave the chain alive.
+func checkInactiveRetention(set, refreshTTL time.Duration) error {
+	if set < 0 || (set > 0 && set < refreshTTL) {
+		return fmt.Errorf("the inactive retention (%v) must be at least the refresh token lifetime (%v), or 0 to match it: "+
+			"a rotated refresh token reused after it is purged is no longer recognised as reuse", set, refreshTTL)
+	}
+	return nil
 }
 
 func addJanitorFlags(cmd *cobra.Command, batch *int, retention, auditRetention *time.Duration) {
 	fs := cmd.Flags()
 	fs.IntVar(batch, "janitor-batch", 5000, "most rows deleted per table and statement")
-	fs.DurationVar(retention, "inactive-retention", 7*24*time.Hour, "how long rotated or revoked refresh tokens are kept for reuse detection")
+	fs.DurationVar(retention, "inactive-retention", 0, "how long rotated or revoked refresh tokens are kept for reuse detection: at least the refresh token lifetime (0: exactly that)")
 	bindEnv(fs, "janitor-batch", "WXIDP_JANITOR_BATCH")
 	bindEnv(fs, "inactive-retention", "WXIDP_INACTIVE_RETENTION")
 	fs.DurationVar(auditRetention, "audit-retention", janitor.DefaultAuditRetention, "how long audit events are kept")
@@ -54,6 +81,13 @@ func runJanitor(ctx context.Context, cfg janitorConfig, out io.Writer, log *slog
 	if cfg.DatabaseURL == "" {
 		return errors.New("WXIDP_DATABASE_URL (--database-url) is required")
 	}
+	if cfg.RefreshTokenTTL <= 0 {
+		cfg.RefreshTokenTTL = 720 * time.Hour
+	}
+	if err := checkInactiveRetention(cfg.InactiveRetention, cfg.RefreshTokenTTL); err != nil {
+		return err
+	}
+	cfg.InactiveRetention = inactiveRetention(cfg.InactiveRetention, cfg.RefreshTokenTTL)
 	pool, err := postgres.OpenTimeout(ctx, cfg.DatabaseURL, cfg.DatabaseTimeout)
 	if err != nil {
 		return fmt.Errorf("connect to database: %w", err)

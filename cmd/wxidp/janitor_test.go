@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -72,7 +73,7 @@ func TestJanitorUnderLoad(t *testing.T) {
 	}
 	var out bytes.Buffer
 	start := time.Now()
-	err := runJanitor(ctx, janitorConfig{DatabaseURL: e.dsn, Batch: 5000, InactiveRetention: 7 * 24 * time.Hour}, &out, quietLog())
+	err := runJanitor(ctx, janitorConfig{DatabaseURL: e.dsn, Batch: 5000, InactiveRetention: 7 * 24 * time.Hour, RefreshTokenTTL: 7 * 24 * time.Hour}, &out, quietLog())
 	elapsed := time.Since(start)
 	close(stop)
 	wg.Wait()
@@ -102,5 +103,29 @@ func TestJanitorUnderLoad(t *testing.T) {
 	}
 	if p99 > janitorLoadP99Bound {
 		t.Errorf("p99 token latency during the purge is %v, want at most %v", p99, janitorLoadP99Bound)
+	}
+}
+
+// TestInactiveRetentionAtLeastRefreshLifetime: a retention shorter than the
+// refresh token lifetime is refused by the janitor and by serve (a reuse
+// after the purge would go unnoticed); 0 means "the refresh lifetime".
+func TestInactiveRetentionAtLeastRefreshLifetime(t *testing.T) {
+	t.Parallel()
+	err := runJanitor(context.Background(), janitorConfig{DatabaseURL: "postgres://127.0.0.1:1/none", InactiveRetention: 7 * 24 * time.Hour,
+		RefreshTokenTTL: 30 * 24 * time.Hour}, io.Discard, quietLog())
+	if err == nil || !strings.Contains(err.Error(), "at least the refresh token lifetime") {
+		t.Errorf("janitor with a 7-day retention and 30-day refresh tokens: %v", err)
+	}
+	cfg := testConfig("postgres://127.0.0.1:1/none")
+	cfg.RefreshTokenTTL, cfg.InactiveKeep = 30*24*time.Hour, 7*24*time.Hour
+	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), "at least the refresh token lifetime") {
+		t.Errorf("serve with a 7-day retention and 30-day refresh tokens: %v", err)
+	}
+	cfg.InactiveKeep = 0
+	if err := cfg.validate(); err != nil {
+		t.Errorf("serve with the default retention: %v", err)
+	}
+	if got := inactiveRetention(0, 30*24*time.Hour); got != 30*24*time.Hour {
+		t.Errorf("default retention %v, want the refresh lifetime", got)
 	}
 }

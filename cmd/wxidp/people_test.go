@@ -26,8 +26,19 @@ type peopleEnv struct {
 
 func newPeopleEnv(t *testing.T) *peopleEnv {
 	t.Helper()
-	clock := &testClock{}
-	e := &peopleEnv{wechatEnv: newWeChatEnv(t, func(c *serveConfig) { c.now = clock.now }), clock: clock}
+	return newPeopleEnvWith(t, &testClock{}, nil)
+}
+
+// newPeopleEnvWith is newPeopleEnv with the server's clock and a change to
+// its configuration (nil: none).
+func newPeopleEnvWith(t *testing.T, clock *testClock, mutate func(*serveConfig)) *peopleEnv {
+	t.Helper()
+	e := &peopleEnv{wechatEnv: newWeChatEnv(t, func(c *serveConfig) {
+		c.now = clock.now
+		if mutate != nil {
+			mutate(c)
+		}
+	}), clock: clock}
 	e.miniProgram(t, "mp", "wxpeople")
 	e.rsSecret = e.registerClient(t, map[string]any{"client_id": "rs", "scope": "introspect"})
 	return e

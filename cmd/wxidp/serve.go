@@ -49,6 +49,8 @@ type serveConfig struct {
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
 	IDTokenTTL      time.Duration
+	// SessionMaxAge is the absolute lifetime of a login's token chain.
+	SessionMaxAge time.Duration
 	// LoginTicketTTL is how long a scan-to-login QR code may be scanned.
 	LoginTicketTTL  time.Duration
 	KeyReload       time.Duration
@@ -104,6 +106,7 @@ func newServeCmd() *cobra.Command {
 	fs.DurationVar(&cfg.AccessTokenTTL, "access-token-ttl", 15*time.Minute, "access token lifetime")
 	fs.DurationVar(&cfg.RefreshTokenTTL, "refresh-token-ttl", 720*time.Hour, "refresh token lifetime")
 	fs.DurationVar(&cfg.IDTokenTTL, "id-token-ttl", time.Hour, "ID token lifetime")
+	fs.DurationVar(&cfg.SessionMaxAge, "session-max-age", provider.DefaultSessionMaxAge, "how long a login's token chain may live however often it is refreshed (clients may register less)")
 	fs.DurationVar(&cfg.LoginTicketTTL, "login-ticket-ttl", 2*time.Minute, "how long a scan-to-login QR code may be scanned and approved")
 	fs.DurationVar(&cfg.KeyReload, "key-reload-interval", 10*time.Second, "how often signing keys are reloaded from storage")
 	fs.DurationVar(&cfg.KeyRotation, "key-rotation", 30*24*time.Hour, "rotate the signing key when the active one is this old; 0 disables")
@@ -122,7 +125,7 @@ func newServeCmd() *cobra.Command {
 		"issuer": "WXIDP_ISSUER", "public-addr": "WXIDP_PUBLIC_ADDR", "admin-addr": "WXIDP_ADMIN_ADDR",
 		"secrets": "WXIDP_SECRETS", "admin-token": "WXIDP_ADMIN_TOKEN", "wechat-api-base": "WXIDP_WECHAT_API_BASE", "wechat-timeout": "WXIDP_WECHAT_TIMEOUT",
 		"access-token-ttl": "WXIDP_ACCESS_TOKEN_TTL", "refresh-token-ttl": "WXIDP_REFRESH_TOKEN_TTL",
-		"id-token-ttl": "WXIDP_ID_TOKEN_TTL", "login-ticket-ttl": "WXIDP_LOGIN_TICKET_TTL", "key-reload-interval": "WXIDP_KEY_RELOAD_INTERVAL",
+		"id-token-ttl": "WXIDP_ID_TOKEN_TTL", "session-max-age": "WXIDP_SESSION_MAX_AGE", "login-ticket-ttl": "WXIDP_LOGIN_TICKET_TTL", "key-reload-interval": "WXIDP_KEY_RELOAD_INTERVAL",
 	} {
 		bindEnv(fs, flag, env)
 	}
@@ -249,6 +252,7 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		AccessTokenTTL:       cfg.AccessTokenTTL,
 		RefreshTokenTTL:      cfg.RefreshTokenTTL,
 		IDTokenTTL:           cfg.IDTokenTTL,
+		SessionMaxAge:        cfg.SessionMaxAge,
 		GlobalSecret:         globalSecrets[0],
 		RotatedGlobalSecrets: globalSecrets[1:],
 		Login:                provider.LoginConfig{TicketTTL: cfg.LoginTicketTTL},
@@ -257,7 +261,9 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 	if err != nil {
 		return err
 	}
-	clients := clientreg.NewRegistry(store, hasher, cipher)
+	clients := clientreg.NewRegistry(store, hasher, cipher).LimitLifetimes(clientreg.Lifetimes{
+		AccessToken: cfg.AccessTokenTTL, RefreshToken: cfg.RefreshTokenTTL, SessionMaxAge: cfg.sessionMaxAge(),
+	})
 
 	if cfg.Dev {
 		if err := printDevCredentials(ctx, out, cfg, clients, fake); err != nil {
@@ -306,7 +312,8 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 		})
 	}
 	if cfg.JanitorEvery > 0 {
-		j := janitor.New(store, janitor.Options{Batch: cfg.JanitorBatch, InactiveRetention: cfg.InactiveKeep, AuditRetention: cfg.AuditKeep, Log: log})
+		j := janitor.New(store, janitor.Options{Batch: cfg.JanitorBatch, InactiveRetention: inactiveRetention(cfg.InactiveKeep, cfg.RefreshTokenTTL),
+			AuditRetention: cfg.AuditKeep, Log: log})
 		g.Go(func() error { j.Loop(gctx, cfg.JanitorEvery); return nil })
 	}
 	g.Go(announceShutdown(gctx, serveOpts.ShutdownTimeout, log))
@@ -382,6 +389,10 @@ func (cfg *serveConfig) validate() error {
 	if cfg.RefreshGrace < 0 || cfg.JanitorEvery < 0 || cfg.KeyRotation < 0 {
 		missing = append(missing, errors.New("the refresh grace and the janitor interval cannot be negative"))
 	}
+	if cfg.SessionMaxAge < 0 {
+		missing = append(missing, errors.New("the session max age cannot be negative (0: the default, 90 days)"))
+	}
+	missing = append(missing, checkInactiveRetention(cfg.InactiveKeep, cfg.RefreshTokenTTL))
 	if cfg.AccessTokenTTL <= 0 || cfg.RefreshTokenTTL <= 0 || cfg.IDTokenTTL <= 0 || cfg.KeyReload <= 0 || cfg.WeChatTimeout <= 0 || cfg.DatabaseTimeout <= 0 {
 		missing = append(missing, errors.New("token lifetimes, the key reload interval, the database timeout and the WeChat timeout must be positive"))
 	}
@@ -470,4 +481,13 @@ func randomString(n int) (string, error) {
 		return "", err
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// sessionMaxAge is the server's session maximum age, the default when
+// unset.
+func (cfg *serveConfig) sessionMaxAge() time.Duration {
+	if cfg.SessionMaxAge <= 0 {
+		return provider.DefaultSessionMaxAge
+	}
+	return cfg.SessionMaxAge
 }

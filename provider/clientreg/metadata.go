@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/storage"
@@ -31,6 +32,11 @@ type Metadata struct {
 	AllowedCORSOrigins      []string
 	PostLogoutRedirectURIs  []string
 	WeChatLoginPage         string
+	// The client's own lifetimes in seconds (0: the server's), each at
+	// most the server's (Registry.LimitLifetimes).
+	AccessTokenTTLSeconds  int64
+	RefreshTokenTTLSeconds int64
+	SessionMaxAgeSeconds   int64
 }
 
 var (
@@ -151,6 +157,10 @@ func (cs *Registry) build(ctx context.Context, md Metadata, old *storage.Client)
 	if md.WeChatAppSecret != "" && md.WeChatAppID == "" {
 		return nil, bad("wechat_app_secret needs wechat_appid")
 	}
+	lifetimes, err := cs.lifetimes(md)
+	if err != nil {
+		return nil, err
+	}
 	c := &storage.Client{
 		ID:                      md.ClientID,
 		Name:                    md.ClientName,
@@ -163,6 +173,9 @@ func (cs *Registry) build(ctx context.Context, md Metadata, old *storage.Client)
 		TokenEndpointAuthMethod: md.TokenEndpointAuthMethod,
 		WeChatAppID:             md.WeChatAppID,
 		WeChatLoginPage:         md.WeChatLoginPage,
+		AccessTokenTTL:          lifetimes[0],
+		RefreshTokenTTL:         lifetimes[1],
+		SessionMaxAge:           lifetimes[2],
 	}
 	if old != nil {
 		c.SecretHash = old.SecretHash
@@ -223,4 +236,41 @@ func dedupe(in []string) []string {
 		}
 	}
 	return out
+}
+
+// Lifetimes are the server's token lifetimes: a client may register
+// shorter ones, never longer.
+type Lifetimes struct {
+	AccessToken, RefreshToken, SessionMaxAge time.Duration
+}
+
+// maxLifetime bounds a client lifetime when the registry has no server
+// limits (tests): ten years, so the seconds fit any integer column.
+const maxLifetime = 10 * 365 * 24 * time.Hour
+
+// lifetimes checks the client's own lifetimes against the server's and
+// returns them as durations (access, refresh, session).
+func (cs *Registry) lifetimes(md Metadata) ([3]time.Duration, error) {
+	var out [3]time.Duration
+	for i, f := range []struct {
+		name  string
+		secs  int64
+		limit time.Duration
+		what  string
+	}{
+		{"access_token_ttl_seconds", md.AccessTokenTTLSeconds, cs.limits.AccessToken, "WXIDP_ACCESS_TOKEN_TTL"},
+		{"refresh_token_ttl_seconds", md.RefreshTokenTTLSeconds, cs.limits.RefreshToken, "WXIDP_REFRESH_TOKEN_TTL"},
+		{"session_max_age_seconds", md.SessionMaxAgeSeconds, cs.limits.SessionMaxAge, "WXIDP_SESSION_MAX_AGE"},
+	} {
+		limit := f.limit
+		if limit <= 0 {
+			limit = maxLifetime
+		}
+		if f.secs < 0 || f.secs > int64(limit/time.Second) {
+			return out, fmt.Errorf("%w: %s must be from 0 (the server's) to %d, the server's %s",
+				ErrInvalidMetadata, f.name, int64(limit/time.Second), f.what)
+		}
+		out[i] = time.Duration(f.secs) * time.Second
+	}
+	return out, nil
 }

@@ -29,11 +29,19 @@ type Registry struct {
 	store  Store
 	hasher *SecretHasher
 	sealer Sealer
+	limits Lifetimes
 }
 
 // NewRegistry returns the client registry.
 func NewRegistry(store Store, hasher *SecretHasher, sealer Sealer) *Registry {
 	return &Registry{store: store, hasher: hasher, sealer: sealer}
+}
+
+// LimitLifetimes makes the server's lifetimes the upper bound of every
+// client's own, and returns cs.
+func (cs *Registry) LimitLifetimes(l Lifetimes) *Registry {
+	cs.limits = l
+	return cs
 }
 
 // Create registers a client and returns it with its secret in clear, the

@@ -44,11 +44,35 @@ export interface RequestResult {
   header: Record<string, string>;
 }
 
+/** The user's profile claims, as PATCH /account answers them. */
+export interface Profile {
+  sub: string;
+  nickname?: string;
+  /** An https URL. */
+  picture?: string;
+  /** Seconds since the epoch. */
+  updated_at?: number;
+}
+
+export interface ProfileUpdate {
+  /** Up to 64 characters; "" clears it, null or undefined keeps it. */
+  nickname?: string | null;
+  /** An absolute https URL; "" clears it, null or undefined keeps it. */
+  picture?: string | null;
+}
+
 export interface Client {
   login(opts?: { scope?: string }): Promise<Tokens>;
   logout(): Promise<void>;
   getAccessToken(): Promise<string>;
   request(opts: { url?: string; path?: string; method?: string; data?: string | object; header?: Record<string, string> }): Promise<RequestResult>;
+  /** PATCH /account; needs scope profile (403 insufficient_scope otherwise). */
+  updateProfile(update: ProfileUpdate): Promise<Profile>;
+  /**
+   * DELETE /account: erases the user. After a login older than 10 minutes it logs in again once and retries;
+   * then the stored tokens are forgotten. The next login() creates a new user.
+   */
+  deleteAccount(): Promise<void>;
   decrypt(input: { encryptedData: string; iv: string }): Promise<any>;
   verifySignature(input: { rawData: string; signature: string }): Promise<boolean>;
   refreshSession(): Promise<void>;

@@ -1,7 +1,8 @@
 // wxidp's mini-program SDK: login with the WeChat-code grant, token storage,
-// single-flight refresh, authenticated requests, the session_key vault and
-// the scan-to-login calls. No runtime dependencies: it needs only the `wx`
-// object of the mini-program (or one that behaves like it).
+// single-flight refresh, authenticated requests, the session_key vault, the
+// user's profile and account deletion, and the scan-to-login calls. No
+// runtime dependencies: it needs only the `wx` object of the mini-program
+// (or one that behaves like it).
 
 export const WECHAT_CODE_GRANT = 'urn:wxidp:params:oauth:grant-type:wechat-code';
 
@@ -58,8 +59,8 @@ export function createClient(options) {
   // One key per issuer and client: a staging and a production wxidp, or two
   // mini-program clients, never read each other's tokens.
   const storageKey = options.storageKey || `wxidp.tokens:${clientId}@${base}`;
-  // Bumped by login and logout: a refresh that started before does not
-  // store its answer over theirs.
+  // Bumped by login, logout and deleteAccount: a refresh that started
+  // before does not store its answer over theirs.
   let generation = 0;
 
   function send({ path, url, method = 'GET', data, header = {} }) {
@@ -188,15 +189,62 @@ export function createClient(options) {
     return attempt(fresh);
   }
 
+  function ok(res) {
+    if (res.statusCode < 200 || res.statusCode > 299) throw failure(res);
+    return res.data;
+  }
+
   async function api(path, fields, method = 'POST') {
-    const res = await request({
+    return ok(await request({
       path,
       method,
       data: fields ? form(fields) : undefined,
       header: fields ? { 'content-type': 'application/x-www-form-urlencoded' } : {},
-    });
-    if (res.statusCode < 200 || res.statusCode > 299) throw failure(res);
-    return res.data;
+    }));
+  }
+
+  /**
+   * updateProfile changes the user's nickname and picture (scope profile):
+   * a field left undefined is not sent, null keeps the value, "" clears it.
+   * It resolves with the profile claims (sub, nickname, picture, updated_at).
+   */
+  async function updateProfile({ nickname, picture } = {}) {
+    const body = {};
+    if (nickname !== undefined) body.nickname = nickname;
+    if (picture !== undefined) body.picture = picture;
+    return ok(await request({
+      path: '/account',
+      method: 'PATCH',
+      data: JSON.stringify(body),
+      header: { 'content-type': 'application/json' },
+    }));
+  }
+
+  // loginTooOld is RFC 9470's answer to a token whose login is older than
+  // the server allows for the call.
+  function loginTooOld(res) {
+    return res.statusCode === 401 && (/insufficient_user_authentication/.test(headerOf(res, 'www-authenticate')) ||
+      (res.data && res.data.error === 'insufficient_user_authentication'));
+  }
+
+  /**
+   * deleteAccount erases the user's account at wxidp. It needs a login of
+   * the last 10 minutes: after an older one it logs in again (wx.login, with
+   * the stored login's scope) once and retries once. Then it forgets the
+   * tokens, which no longer exist; the next login() is a new user.
+   */
+  async function deleteAccount() {
+    const erase = () => request({ path: '/account', method: 'DELETE' });
+    let res = await erase();
+    if (loginTooOld(res)) {
+      const t = load();
+      await login({ scope: (t && t.scope) || undefined });
+      res = await erase();
+    }
+    ok(res);
+    // A refresh in flight must not store tokens of the erased user.
+    generation++;
+    clear();
   }
 
   /** logout revokes the login at wxidp (the whole chain) and forgets it. */
@@ -219,6 +267,8 @@ export function createClient(options) {
     logout,
     getAccessToken,
     request,
+    updateProfile,
+    deleteAccount,
     /** decrypt opens encryptedData with the user's session_key (scope wechat_data). */
     decrypt: ({ encryptedData, iv }) => api('/wechat/decrypt', { encryptedData, iv }),
     /** verifySignature checks wx.getUserInfo's rawData signature. */

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/ory/fosite"
 
 	"github.com/wxidp/wxidp/storage"
@@ -15,14 +16,27 @@ import (
 // order; token queries join it under the alias c.
 const clientColumns = `c.id, c.secret_hash, c.name, c.grant_types, c.scopes, c.audience, c.redirect_uris,
 	c.token_endpoint_auth_method, c.wechat_appid, c.wechat_app_secret, c.created_at, c.updated_at,
-	c.allowed_cors_origins, c.post_logout_redirect_uris, c.wechat_login_page`
+	c.allowed_cors_origins, c.post_logout_redirect_uris, c.wechat_login_page,
+	c.access_token_ttl_seconds, c.refresh_token_ttl_seconds, c.session_max_age_seconds`
 
 // clientDest returns scan destinations for clientColumns into c.
 func clientDest(c *storage.Client) []any {
 	return []any{&c.ID, &c.SecretHash, &c.Name, &c.GrantTypes, &c.Scopes, &c.Audience, &c.RedirectURIs,
 		&c.TokenEndpointAuthMethod, &c.WeChatAppID, &c.WeChatAppSecret, &c.CreatedAt, &c.UpdatedAt,
-		&c.AllowedCORSOrigins, &c.PostLogoutRedirectURIs, &c.WeChatLoginPage}
+		&c.AllowedCORSOrigins, &c.PostLogoutRedirectURIs, &c.WeChatLoginPage,
+		seconds{&c.AccessTokenTTL}, seconds{&c.RefreshTokenTTL}, seconds{&c.SessionMaxAge}}
 }
+
+// seconds scans an integer column of whole seconds into a duration.
+type seconds struct{ d *time.Duration }
+
+func (s seconds) ScanInt64(v pgtype.Int8) error {
+	*s.d = time.Duration(v.Int64) * time.Second
+	return nil
+}
+
+// secs is a duration as the whole seconds the lifetime columns hold.
+func secs(d time.Duration) int64 { return int64(d / time.Second) }
 
 // normalizeClient fixes up a scanned client: timestamps in UTC like every
 // other time the store hands out.
@@ -46,11 +60,13 @@ func (s *Store) CreateClient(ctx context.Context, c *storage.Client) error {
 	}
 	_, err := s.db(ctx).Exec(ctx, `INSERT INTO clients (id, secret_hash, name, grant_types, scopes, audience,
 		redirect_uris, token_endpoint_auth_method, wechat_appid, wechat_app_secret, created_at, updated_at,
-		allowed_cors_origins, post_logout_redirect_uris, wechat_login_page)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		allowed_cors_origins, post_logout_redirect_uris, wechat_login_page,
+		access_token_ttl_seconds, refresh_token_ttl_seconds, session_max_age_seconds)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
 		c.ID, nullBytes(c.SecretHash), c.Name, strs(c.GrantTypes), strs(c.Scopes), strs(c.Audience),
 		strs(c.RedirectURIs), c.TokenEndpointAuthMethod, c.WeChatAppID, nullBytes(c.WeChatAppSecret),
-		c.CreatedAt, c.UpdatedAt, strs(c.AllowedCORSOrigins), strs(c.PostLogoutRedirectURIs), c.WeChatLoginPage)
+		c.CreatedAt, c.UpdatedAt, strs(c.AllowedCORSOrigins), strs(c.PostLogoutRedirectURIs), c.WeChatLoginPage,
+		secs(c.AccessTokenTTL), secs(c.RefreshTokenTTL), secs(c.SessionMaxAge))
 	s.clientsWritten(ctx, c.ID)
 	return recordErr("create client", err)
 }
@@ -105,13 +121,14 @@ func (s *Store) UpdateClient(ctx context.Context, c *storage.Client, ifUpdatedAt
 	err := s.db(ctx).QueryRow(ctx, `UPDATE clients SET secret_hash = $2, name = $3, grant_types = $4, scopes = $5,
 		audience = $6, redirect_uris = $7, token_endpoint_auth_method = $8, wechat_appid = $9,
 		wechat_app_secret = $10, updated_at = GREATEST($11, updated_at + interval '1 microsecond'),
-		allowed_cors_origins = $12, post_logout_redirect_uris = $14, wechat_login_page = $15
+		allowed_cors_origins = $12, post_logout_redirect_uris = $14, wechat_login_page = $15,
+		access_token_ttl_seconds = $16, refresh_token_ttl_seconds = $17, session_max_age_seconds = $18
 		WHERE id = $1 AND ($13::timestamptz IS NULL OR updated_at = $13)
 		RETURNING created_at, updated_at`,
 		c.ID, nullBytes(c.SecretHash), c.Name, strs(c.GrantTypes), strs(c.Scopes), strs(c.Audience),
 		strs(c.RedirectURIs), c.TokenEndpointAuthMethod, c.WeChatAppID, nullBytes(c.WeChatAppSecret),
 		now(), strs(c.AllowedCORSOrigins), nullTime(ifUpdatedAt), strs(c.PostLogoutRedirectURIs),
-		c.WeChatLoginPage).Scan(&created, &updated)
+		c.WeChatLoginPage, secs(c.AccessTokenTTL), secs(c.RefreshTokenTTL), secs(c.SessionMaxAge)).Scan(&created, &updated)
 	// Whatever the outcome: an error may come after the row changed.
 	s.clientsWritten(ctx, c.ID)
 	if errors.Is(err, pgx.ErrNoRows) && !ifUpdatedAt.IsZero() {

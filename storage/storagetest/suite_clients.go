@@ -36,6 +36,11 @@ func testClients(t *testing.T, su suite) {
 			c.WeChatLoginPage = "pages/login/scan_index"
 			return c
 		}},
+		{"Lifetimes", func() *storage.Client {
+			c := newClient("short")
+			c.AccessTokenTTL, c.RefreshTokenTTL, c.SessionMaxAge = time.Minute, 2*time.Hour, 24*time.Hour
+			return c
+		}},
 		{"Minimal", func() *storage.Client {
 			return &storage.Client{ID: "min", TokenEndpointAuthMethod: "client_secret_post"}
 		}},
@@ -372,6 +377,10 @@ func checkClient(t *testing.T, got, want *storage.Client) {
 		t.Errorf("client scalars = {ID:%q Name:%q Auth:%q AppID:%q Page:%q}, want {ID:%q Name:%q Auth:%q AppID:%q Page:%q}",
 			got.ID, got.Name, got.TokenEndpointAuthMethod, got.WeChatAppID, got.WeChatLoginPage,
 			want.ID, want.Name, want.TokenEndpointAuthMethod, want.WeChatAppID, want.WeChatLoginPage)
+	}
+	if got.AccessTokenTTL != want.AccessTokenTTL || got.RefreshTokenTTL != want.RefreshTokenTTL || got.SessionMaxAge != want.SessionMaxAge {
+		t.Errorf("lifetimes = %v/%v/%v, want %v/%v/%v", got.AccessTokenTTL, got.RefreshTokenTTL, got.SessionMaxAge,
+			want.AccessTokenTTL, want.RefreshTokenTTL, want.SessionMaxAge)
 	}
 	if !bytes.Equal(got.SecretHash, want.SecretHash) {
 		t.Errorf("SecretHash = %q, want %q", got.SecretHash, want.SecretHash)

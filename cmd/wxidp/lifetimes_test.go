@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/wxidp/wxidp/janitor"
+	"github.com/wxidp/wxidp/storage/postgres"
+)
+
+const day = 24 * time.Hour
+
+// introspection asks as "rs" about token and returns the answer.
+func (e *peopleEnv) introspection(t *testing.T, token string) map[string]any {
+	t.Helper()
+	status, _, body := e.postForm(t, "/oauth2/introspect", nil, url.Values{"token": {token}}, "rs", e.rsSecret)
+	if status != http.StatusOK {
+		t.Fatalf("introspect: %d %v", status, body)
+	}
+	return body
+}
+
+func (e *peopleEnv) refreshScope(t *testing.T, client, rt, scope string) (int, map[string]any) {
+	t.Helper()
+	form := url.Values{"grant_type": {"refresh_token"}, "client_id": {client}, "refresh_token": {rt}}
+	if scope != "" {
+		form.Set("scope", scope)
+	}
+	status, _, body := e.postToken(t, "", "", form)
+	return status, body
+}
+
+// TestSessionMaxAge: a chain refreshed every (simulated) day ends at
+// WXIDP_SESSION_MAX_AGE after the login, with invalid_grant; no refresh
+// token of the chain outlives that moment, and auth_time stays the
+// login's. The server's clock runs ahead of the real one (fosite stamps
+// iat and exp of refreshed tokens with the real clock, and checks expiry
+// with it).
+func TestSessionMaxAge(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	e := newPeopleEnvWith(t, clock, func(c *serveConfig) { c.SessionMaxAge, c.RefreshTokenTTL = 10*day, 30*day })
+	ctx := context.Background()
+	op, err := oidc.NewProvider(ctx, e.issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := op.Verifier(&oidc.Config{ClientID: "mp"})
+
+	tokens := e.signIn(t, "o-ivy", "")
+	deadline := clock.now().Add(10 * day)
+	authTime := func(raw string) int64 {
+		t.Helper()
+		idt, err := verify.Verify(ctx, raw)
+		if err != nil {
+			t.Fatalf("ID token: %v", err)
+		}
+		if idt.Expiry.After(deadline.Add(time.Second)) {
+			t.Errorf("ID token expires %v, after the session limit %v", idt.Expiry, deadline)
+		}
+		var c struct {
+			AuthTime int64 `json:"auth_time"`
+		}
+		_ = idt.Claims(&c)
+		return c.AuthTime
+	}
+	first := authTime(tokens["id_token"].(string))
+	rt := tokens["refresh_token"].(string)
+	refreshes := 0
+	for range 12 {
+		clock.advance(day)
+		status, body := e.refresh(t, rt)
+		if status != http.StatusOK {
+			if status != http.StatusBadRequest || body["error"] != "invalid_grant" ||
+				!strings.Contains(body["error_description"].(string), "log in again") {
+				t.Fatalf("refresh at day %d: %d %v, want invalid_grant asking to log in again", refreshes+1, status, body)
+			}
+			break
+		}
+		refreshes++
+		rt = body["refresh_token"].(string)
+		if got := authTime(body["id_token"].(string)); got != first {
+			t.Errorf("refreshed ID token auth_time %d, want the login's %d", got, first)
+		}
+		at := unverifiedClaims(t, body["access_token"].(string))
+		if exp := int64(at["exp"].(float64)); exp > deadline.Unix()+1 {
+			t.Errorf("access token exp %d after the session limit %d", exp, deadline.Unix())
+		}
+		// The refresh token lifetime (30 days) is longer than what is
+		// left of the session: clipped.
+		if exp := int64(e.introspection(t, rt)["exp"].(float64)); exp > deadline.Unix()+1 {
+			t.Errorf("refresh token exp %d after the session limit %d", exp, deadline.Unix())
+		}
+	}
+	if refreshes != 9 {
+		t.Errorf("%d daily refreshes succeeded, want 9 (the tenth day is the limit)", refreshes)
+	}
+}
+
+// TestClientLifetimes: a client's own lifetimes, shorter than the
+// server's, win; longer ones are refused at registration.
+func TestClientLifetimes(t *testing.T) {
+	t.Parallel()
+	clock := &testClock{}
+	e := newPeopleEnvWith(t, clock, nil)
+	for _, bad := range []map[string]any{
+		{"access_token_ttl_seconds": 3600}, // the server's is 15 minutes in tests
+		{"refresh_token_ttl_seconds": 1000 * 86400},
+		{"session_max_age_seconds": 1000 * 86400},
+		{"access_token_ttl_seconds": -1},
+		{"refresh_token_ttl_seconds": "1h"},
+	} {
+		body := map[string]any{"client_id": "short", "token_endpoint_auth_method": "none", "scope": "openid offline_access",
+			"wechat_appid": "wxpeople", "wechat_app_secret": "secret-of-wxpeople"}
+		for k, v := range bad {
+			body[k] = v
+		}
+		if status, resp := e.adminJSON(t, "POST", "/admin/clients", testAdminToken, body); status != http.StatusBadRequest {
+			t.Errorf("register with %v: %d %v, want 400", bad, status, resp)
+		} else if bad["access_token_ttl_seconds"] == 3600 && resp["error"] != "invalid_client_metadata" {
+			t.Errorf("register with %v: %v, want invalid_client_metadata", bad, resp)
+		}
+	}
+	status, reg := e.adminJSON(t, "POST", "/admin/clients", testAdminToken, map[string]any{
+		"client_id": "short", "token_endpoint_auth_method": "none", "scope": "openid offline_access",
+		"wechat_appid": "wxpeople", "wechat_app_secret": "secret-of-wxpeople",
+		"access_token_ttl_seconds": 60, "refresh_token_ttl_seconds": 3600, "session_max_age_seconds": 7200,
+	})
+	if status != http.StatusCreated || reg["access_token_ttl_seconds"] != float64(60) || reg["session_max_age_seconds"] != float64(7200) {
+		t.Fatalf("register: %d %v", status, reg)
+	}
+	// A client session shorter than the access token lifetime clips even
+	// the login's tokens.
+	if status, reg := e.adminJSON(t, "POST", "/admin/clients", testAdminToken, map[string]any{
+		"client_id": "brief", "token_endpoint_auth_method": "none", "scope": "openid offline_access",
+		"wechat_appid": "wxpeople", "wechat_app_secret": "secret-of-wxpeople", "session_max_age_seconds": 300,
+	}); status != http.StatusCreated {
+		t.Fatalf("register brief: %d %v", status, reg)
+	}
+	status, _, brief := e.login(t, "brief", e.wx.Login("wxpeople", "o-jay", ""), "scope", "openid offline_access")
+	if status != http.StatusOK || brief["expires_in"].(float64) > 300 {
+		t.Fatalf("login with a 5-minute session: %d %v, want expires_in <= 300", status, brief)
+	}
+	limit := clock.now().Unix() + 300 + 1
+	if exp := int64(unverifiedClaims(t, brief["id_token"].(string))["exp"].(float64)); exp > limit {
+		t.Errorf("ID token exp %d past the session's end %d", exp, limit)
+	}
+	if exp := int64(e.introspection(t, brief["refresh_token"].(string))["exp"].(float64)); exp > limit {
+		t.Errorf("refresh token exp %d past the session's end %d", exp, limit)
+	}
+
+	status, _, tokens := e.login(t, "short", e.wx.Login("wxpeople", "o-jay", ""), "scope", "openid offline_access")
+	if status != http.StatusOK || tokens["expires_in"].(float64) > 60 {
+		t.Fatalf("login: %d %v, want expires_in <= 60", status, tokens)
+	}
+	now := clock.now().Unix()
+	if exp := int64(e.introspection(t, tokens["refresh_token"].(string))["exp"].(float64)); exp > now+3600+1 {
+		t.Errorf("refresh token exp in %ds, want <= 3600", exp-now)
+	}
+	rt := tokens["refresh_token"].(string)
+	clock.advance(time.Hour)
+	status, body := e.refreshScope(t, "short", rt, "")
+	if status != http.StatusOK {
+		t.Fatalf("refresh within the session: %d %v", status, body)
+	}
+	clock.advance(time.Hour + time.Minute)
+	if status, body := e.refreshScope(t, "short", body["refresh_token"].(string), ""); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Errorf("refresh past the client's session max age: %d %v", status, body)
+	}
+	// The admin API shows them; the CLI sets them.
+	if out, err := runClients(t, e.server, "", "update", "short", "--access-token-ttl-seconds", "120"); err != nil {
+		t.Fatalf("clients update: %v %s", err, out)
+	}
+	if _, got := e.adminJSON(t, "GET", "/admin/clients/short", testAdminToken, nil); got["access_token_ttl_seconds"] != float64(120) || got["refresh_token_ttl_seconds"] != float64(3600) {
+		t.Errorf("after the CLI update: %v", got)
+	}
+}
+
+// TestNarrowerRefresh: a refresh may ask for a subset of the grant; the
+// access token carries only it, the chain keeps the grant; more is
+// invalid_scope.
+func TestNarrowerRefresh(t *testing.T) {
+	t.Parallel()
+	e := newPeopleEnv(t)
+	tokens := e.signIn(t, "o-kim", "")
+	status, narrow := e.refreshScope(t, "mp", tokens["refresh_token"].(string), "profile")
+	if status != http.StatusOK {
+		t.Fatalf("narrower refresh: %d %v", status, narrow)
+	}
+	if got := unverifiedClaims(t, narrow["access_token"].(string))["scope"]; got != "profile" {
+		t.Errorf("narrowed access token scope %v, want profile", got)
+	}
+	if narrow["scope"] != "profile" {
+		t.Errorf("response scope %v, want profile", narrow["scope"])
+	}
+	if _, ok := narrow["id_token"]; ok {
+		t.Error("an ID token without openid in the narrowed scope")
+	}
+	status, full := e.refreshScope(t, "mp", narrow["refresh_token"].(string), "")
+	if status != http.StatusOK {
+		t.Fatalf("refresh after narrowing: %d %v", status, full)
+	}
+	if got := unverifiedClaims(t, full["access_token"].(string))["scope"]; got != "openid offline_access profile phone" {
+		t.Errorf("full refresh after narrowing: scope %v", got)
+	}
+	status, again := e.refreshScope(t, "mp", full["refresh_token"].(string), "openid offline_access profile phone")
+	if status != http.StatusOK || unverifiedClaims(t, again["access_token"].(string))["scope"] != "openid offline_access profile phone" {
+		t.Fatalf("asking for the whole grant: %d %v", status, again)
+	}
+	if status, body := e.refreshScope(t, "mp", again["refresh_token"].(string), "profile wechat_data"); status != http.StatusBadRequest || body["error"] != "invalid_scope" {
+		t.Errorf("asking for more: %d %v, want invalid_scope", status, body)
+	}
+	// The refused request changed nothing: the token still refreshes.
+	if status, body := e.refreshScope(t, "mp", again["refresh_token"].(string), ""); status != http.StatusOK {
+		t.Errorf("refresh after the refused one: %d %v", status, body)
+	}
+}
+
+// TestLateReuseRevokesChain: a rotated refresh token presented 20 days
+// later, after the janitor ran, is still recognised as reuse and revokes
+// the chain.
+func TestLateReuseRevokesChain(t *testing.T) {
+	t.Parallel()
+	e := newPeopleEnvWith(t, &testClock{}, func(c *serveConfig) { c.RefreshTokenTTL = 30 * day })
+	tokens := e.signIn(t, "o-lou", "")
+	old := tokens["refresh_token"].(string)
+	status, body := e.refresh(t, old)
+	if status != http.StatusOK {
+		t.Fatalf("refresh: %d %v", status, body)
+	}
+	current := body["refresh_token"].(string)
+	later := func() time.Time { return time.Now().Add(20 * day) }
+	pool, err := postgres.Open(context.Background(), e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if stats, err := janitor.New(postgres.New(pool), janitor.Options{Now: later}).RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	} else {
+		t.Logf("janitor: %v", stats)
+	}
+	if status, body := e.refresh(t, old); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Fatalf("reuse: %d %v", status, body)
+	}
+	if e.active(t, current) {
+		t.Error("the chain's current refresh token survived a reuse 20 days later")
+	}
+}
+
+// TestRefreshTokenPrefix: refresh tokens carry wxrt_, and one spelled as
+// before (ory_rt_) still works.
+func TestRefreshTokenPrefix(t *testing.T) {
+	t.Parallel()
+	e := newPeopleEnv(t)
+	rt := e.signIn(t, "o-max", "")["refresh_token"].(string)
+	if !strings.HasPrefix(rt, "wxrt_") {
+		t.Fatalf("refresh token %.12s…, want the wxrt_ prefix", rt)
+	}
+	legacy := "ory_rt_" + strings.TrimPrefix(rt, "wxrt_")
+	status, body := e.refresh(t, legacy)
+	if status != http.StatusOK || !strings.HasPrefix(body["refresh_token"].(string), "wxrt_") {
+		t.Fatalf("refresh with the old spelling: %d %v", status, body)
+	}
+	if status, body := e.refresh(t, "wxrt_"+strings.TrimPrefix(rt, "wxrt_")); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Errorf("reusing it under the new spelling: %d %v, want invalid_grant", status, body)
+	}
+}
