@@ -80,6 +80,9 @@ type Event struct {
 	// Source overrides the address from the context (a lockout reported
 	// with its own).
 	Source string
+	// NoSource records no address at all: a person's own erasure keeps
+	// nothing about them but the subject.
+	NoSource bool
 }
 
 // Store is where events go.
@@ -132,6 +135,9 @@ func (r *Recorder) Record(ctx context.Context, e Event) {
 	source := info.source
 	if e.Source != "" {
 		source = e.Source
+	}
+	if e.NoSource {
+		source = ""
 	}
 	rec := &storage.AuditEvent{
 		Time: r.now(), Type: string(e.Type), Actor: bound(e.Actor), Source: bound(source), RequestID: bound(info.id),

@@ -164,8 +164,14 @@ func PromptNone(ar fosite.AuthorizeRequester) bool {
 // loopback or custom scheme): nothing proves such a client is who it says,
 // so a login there is never repeated without the user (RFC 8252 §8.6,
 // RFC 6749 §10.2).
-func SessionSatisfies(ar fosite.AuthorizeRequester, authTime, now time.Time) bool {
+//
+// Nor when the login is as old as the session's maximum age (the client's
+// own, or the server's): its tokens would be expired at birth.
+func (p *Provider) SessionSatisfies(ar fosite.AuthorizeRequester, authTime, now time.Time) bool {
 	if ar.GetClient().IsPublic() && (ar.GetRedirectURI() == nil || ar.GetRedirectURI().Scheme != "https") {
+		return false
+	}
+	if !now.Before(authTime.Add(sessionMaxAge(p.cfg.SessionMaxAge, ar.GetClient()))) {
 		return false
 	}
 	for _, p := range strings.Fields(ar.GetRequestForm().Get("prompt")) {

@@ -120,12 +120,35 @@ func (g chainGate) HandleTokenEndpointRequest(ctx context.Context, ar fosite.Acc
 	}
 	now := g.now()
 	deadline := login.Add(sessionMaxAge(g.maxAge, ar.GetClient()))
-	if refresh && !now.Before(deadline) {
-		return fosite.ErrInvalidGrant.WithHint("The login this refresh token comes from reached its maximum age: log in again.")
+	if !now.Before(deadline) {
+		return fosite.ErrInvalidGrant.WithHint("The login this grant comes from reached its maximum age: log in again.")
 	}
-	idTTL := fosite.GetEffectiveLifespan(ar.GetClient(), fosite.GrantType(ar.GetGrantTypes()[0]), fosite.IDToken, g.idTTL)
-	clipToSession(sess, deadline, now, idTTL)
+	clipToSession(sess, deadline, now, g.idLifespan(ar))
 	return nil
+}
+
+// idLifespan is the ID-token lifetime of ar's client and grant.
+func (g chainGate) idLifespan(ar fosite.Requester) time.Duration {
+	gt := fosite.GrantTypeRefreshToken
+	if ar.GetRequestForm().Get("grant_type") == grants.AuthorizationCode {
+		gt = fosite.GrantTypeAuthorizationCode
+	}
+	return fosite.GetEffectiveLifespan(ar.GetClient(), gt, fosite.IDToken, g.idTTL)
+}
+
+// clipOIDC caps the ID token of a code exchange: fosite's OIDC handler
+// reloads the session stored at the authorization (GetOpenIDConnectSession)
+// after chainGate ran, which resets the ID token's expiry.
+func (g chainGate) clipOIDC(req fosite.Requester) {
+	sess, ok := req.GetSession().(*Session)
+	if !ok || sess.IDTokenClaims().AuthTime.IsZero() {
+		return
+	}
+	now := g.now()
+	deadline := sess.IDTokenClaims().AuthTime.Add(sessionMaxAge(g.maxAge, req.GetClient()))
+	if now.Add(g.idLifespan(req)).After(deadline) {
+		sess.IDTokenClaims().ExpiresAt = deadline
+	}
 }
 
 func (g chainGate) PopulateTokenEndpointResponse(context.Context, fosite.AccessRequester, fosite.AccessResponder) error {
@@ -165,6 +188,16 @@ func dedupe(in []string) []string {
 		}
 	}
 	return out
+}
+
+// GetOpenIDConnectSession is the store's, with the ID token capped at the
+// chain's deadline again (chainGate.clipOIDC).
+func (w reuseWatch) GetOpenIDConnectSession(ctx context.Context, code string, r fosite.Requester) (fosite.Requester, error) {
+	req, err := w.Store.GetOpenIDConnectSession(ctx, code, r)
+	if err == nil && req != nil {
+		w.gate.clipOIDC(req)
+	}
+	return req, err
 }
 
 // CreateRefreshTokenSession stores a refresh token with its chain's whole

@@ -31,7 +31,7 @@ var ErrLoginNotRecent = errors.New("the login behind the access token is not rec
 // errUserDisabled answers any grant that would issue tokens to a disabled
 // user.
 func errUserDisabled(err error) error {
-	return fosite.ErrInvalidGrant.WithHint("The user's account is disabled.").WithWrap(err)
+	return fosite.ErrInvalidGrant.WithHint("The user's account is disabled or was deleted.").WithWrap(err)
 }
 
 // userClaims sets the ID-token claims the granted scopes allow from the
@@ -97,16 +97,22 @@ func (g userGate) HandleTokenEndpointRequest(ctx context.Context, ar fosite.Acce
 		return fosite.ErrUnknownRequest
 	}
 	sess, ok := ar.GetSession().(*Session)
+	if !ok || sess.Subject == "" {
+		return nil
+	}
 	scopes := ar.GetGrantedScopes()
 	code := ar.GetGrantTypes().ExactOne(grants.AuthorizationCode)
-	if !ok || sess.Subject == "" || (!code && !scopes.Has(ScopePhone) && !scopes.Has(ScopeProfile)) {
+	if !code && !scopes.Has(ScopePhone) && !scopes.Has(ScopeProfile) {
+		// No user claims in this scope (a narrowed refresh may have
+		// dropped them): none from the login either.
+		userClaims(sess.IDTokenClaims(), scopes, &storage.User{})
 		return nil
 	}
 	u, err := g.users.GetUser(ctx, sess.Subject)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		if code {
-			return fosite.ErrInvalidGrant.WithHint("The user no longer exists.")
+		if code || sess.Subject != sess.ClientID {
+			return errUserDisabled(storage.ErrUserDisabled) // erased
 		}
 		return nil // a client_credentials subject is not a user
 	case err != nil:
@@ -163,9 +169,14 @@ func (p *Provider) Account(ctx context.Context, token string) (*Account, error) 
 	return &Account{p: p, sub: u.ID, scopes: ar.GetGrantedScopes(), authTime: sess.IDTokenClaims().AuthTime, miniProgram: mini}, nil
 }
 
-// UpdateProfile applies a profile change, which needs scope profile, and
-// returns the user's profile claims.
+// UpdateProfile applies a profile change, which needs the mini-program's
+// own token with scope profile (a website holding a user's token must not
+// rewrite what every other client shows), and returns the user's profile
+// claims.
 func (a *Account) UpdateProfile(ctx context.Context, patch storage.ProfilePatch) (map[string]any, error) {
+	if !a.miniProgram {
+		return nil, ErrNotAUser
+	}
 	if !a.scopes.Has(ScopeProfile) {
 		return nil, ErrInsufficientScope
 	}

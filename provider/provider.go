@@ -154,7 +154,8 @@ func New(cfg Config, d Deps) (*Provider, error) {
 	tokens := apptoken.New(d.Store, d.WeChat, d.Cipher, d.Now)
 	grant := newWeChatGrant(fc, core, oidc, tokens, d)
 	grant.maxAge = cfg.SessionMaxAge
-	oauth := compose.Compose(fc, reuseWatch{d.Store}, strategy,
+	gate := chainGate{maxAge: cfg.SessionMaxAge, idTTL: cfg.IDTokenTTL, now: d.Now}
+	oauth := compose.Compose(fc, reuseWatch{Store: d.Store, gate: gate}, strategy,
 		func(fosite.Configurator, interface{}, interface{}) interface{} { return grant },
 		compose.OAuth2ClientCredentialsGrantFactory,
 		// Scan-to-login: the authorization code (the OIDC handler adds the
@@ -169,12 +170,10 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		compose.OpenIDConnectRefreshFactory,
 		// After every handler that loads a grant's session (and after the
 		// OIDC refresh handler resets the ID token's expiry), before any
-		// token is issued: disabled users, fresh user claims, the chain's
-		// absolute lifetime and a narrowed scope.
+		// token is issued: the chain's absolute lifetime and a narrowed
+		// scope, then disabled users and the user claims of that scope.
+		func(fosite.Configurator, interface{}, interface{}) interface{} { return gate },
 		func(fosite.Configurator, interface{}, interface{}) interface{} { return userGate{users: d.Store} },
-		func(fosite.Configurator, interface{}, interface{}) interface{} {
-			return chainGate{maxAge: cfg.SessionMaxAge, idTTL: cfg.IDTokenTTL, now: d.Now}
-		},
 		// Validates access tokens against storage too, so revoked tokens fail.
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,

@@ -20,7 +20,11 @@ type reuseProbeKey struct{}
 // that ID in the probe Token put in the context, so Token can record the
 // event. Introspection and revocation read refresh tokens too, but their
 // contexts carry no probe: only a refresh grant counts as reuse.
-type reuseWatch struct{ Store }
+type reuseWatch struct {
+	Store
+	// gate caps the ID token of a code exchange (GetOpenIDConnectSession).
+	gate chainGate
+}
 
 func (w reuseWatch) GetRefreshTokenSession(ctx context.Context, signature string, sess fosite.Session) (fosite.Requester, error) {
 	req, err := w.Store.GetRefreshTokenSession(ctx, signature, sess)

@@ -131,11 +131,16 @@ func (p *Provider) BearerUser(ctx context.Context, token string) (string, error)
 	if !ok || c.Record.WeChatAppID == "" || !c.GetGrantTypes().Has(grants.WeChatCode) {
 		return "", ErrNotAUser
 	}
-	if _, err := p.users.GetUser(ctx, sess.Subject); err != nil {
+	u, err := p.users.GetUser(ctx, sess.Subject)
+	if err != nil {
 		if errors.Is(err, storage.ErrNotFound) {
 			return "", ErrNotAUser
 		}
 		return "", outage(err)
+	}
+	if u.Disabled() {
+		// Disabling deleted the user's tokens; this one raced it.
+		return "", ErrTokenInactive
 	}
 	return sess.Subject, nil
 }

@@ -30,7 +30,10 @@ import (
 //     access token that was issued with it; other tokens of the request stay.
 //     If the token's subject is a disabled user it changes nothing and
 //     returns storage.ErrUserDisabled; it read-locks the user until the
-//     transaction ends, so disabling waits for the rotation's new tokens.
+//     transaction ends, so disabling (or erasing) waits for the rotation's
+//     new tokens.
+//   - InvalidateAuthorizeCodeSession does the same for the code's user: a
+//     disabled user's code stays unused (storage.ErrUserDisabled).
 //   - Refresh grace period (a backend option, default 0): a refresh token
 //     rotated less than the grace period ago, whose grace was not yet used,
 //     reads as active (GetRefreshTokenSession returns it with a nil error)

@@ -74,8 +74,7 @@ func (a *accountAPI) account(c echo.Context) (*provider.Account, error) {
 }
 
 func (a *accountAPI) patch(c echo.Context) error {
-	ct := c.Request().Header.Get(echo.HeaderContentType)
-	if !strings.HasPrefix(ct, echo.MIMEApplicationJSON) && !strings.HasPrefix(ct, "application/merge-patch+json") {
+	if !strings.HasPrefix(c.Request().Header.Get(echo.HeaderContentType), echo.MIMEApplicationJSON) {
 		return newAPIError(http.StatusUnsupportedMediaType, "invalid_request", "The body must be a JSON object (application/json).")
 	}
 	acct, err := a.account(c)
@@ -106,9 +105,10 @@ func (a *accountAPI) delete(c echo.Context) error {
 	if err := acct.Delete(c.Request().Context()); err != nil {
 		return accountError(c, err)
 	}
-	// The trail keeps the event and the erased subject, nothing more.
+	// The trail keeps the event and the erased subject, nothing more: not
+	// even the address the person deleted their account from.
 	a.recorder.Record(c.Request().Context(), audit.Event{Type: audit.UserDeleted, Actor: audit.ActorUser,
-		Target: acct.Subject(), Outcome: audit.Success})
+		Target: acct.Subject(), Outcome: audit.Success, NoSource: true})
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -171,7 +171,7 @@ func accountError(c echo.Context, err error) error {
 		return newAPIError(http.StatusForbidden, "insufficient_scope", "Changing the profile needs an access token with scope profile.")
 	case errors.Is(err, provider.ErrNotAUser):
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer error="insufficient_scope"`)
-		return newAPIError(http.StatusForbidden, "insufficient_scope", "Only a user's own access token may change the account, and only the mini-program's may delete it.")
+		return newAPIError(http.StatusForbidden, "insufficient_scope", "Only the user's own access token from the mini-program may change or delete the account.")
 	}
 	return vaultError(c, err)
 }

@@ -148,6 +148,13 @@ func pageLimit(q url.Values, def, most int) (int, error) {
 // its form can change without breaking a client that only passes it back.
 const cursorPrefix = "a1."
 
+// timestampMicros reports whether micros (since the epoch) is a time
+// PostgreSQL's timestamptz holds, years 1 to 9999: a forged cursor with
+// another is a 400, not a database error.
+func timestampMicros(micros int64) bool {
+	return micros >= -62135596800000000 && micros <= 253402300799999999
+}
+
 func encodeCursor(c storage.AuditCursor) string {
 	return cursorPrefix + base64.RawURLEncoding.EncodeToString(
 		[]byte(strconv.FormatInt(c.Time.UnixMicro(), 10)+"."+strconv.FormatInt(c.ID, 10)))
@@ -169,7 +176,7 @@ func decodeCursor(s string) (storage.AuditCursor, error) {
 	}
 	micros, err1 := strconv.ParseInt(us, 10, 64)
 	c.ID, err = strconv.ParseInt(id, 10, 64)
-	if err1 != nil || err != nil || c.ID < 1 {
+	if err1 != nil || err != nil || c.ID < 1 || !timestampMicros(micros) {
 		return c, errors.New("bad cursor")
 	}
 	c.Time = time.UnixMicro(micros).UTC()

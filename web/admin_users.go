@@ -181,7 +181,7 @@ func decodeUserCursor(s string) (storage.UserCursor, error) {
 	}
 	us, id, ok := strings.Cut(string(raw), ".")
 	micros, err := strconv.ParseInt(us, 10, 64)
-	if !ok || err != nil || id == "" || !validSubject(id) {
+	if !ok || err != nil || id == "" || !validSubject(id) || !timestampMicros(micros) {
 		return c, errors.New("bad cursor")
 	}
 	c.CreatedAt, c.ID = time.UnixMicro(micros).UTC(), id

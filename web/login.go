@@ -34,6 +34,7 @@ type LoginFlow interface {
 	BrowserLogin(ctx context.Context, secret string) (*storage.BrowserSession, error)
 	EndBrowserLogin(ctx context.Context, secret string) error
 	ParseLogout(ctx context.Context, hint, clientID, redirectURI, state string) (*provider.Logout, error)
+	SessionSatisfies(ar fosite.AuthorizeRequester, authTime, now time.Time) bool
 	Now() time.Time
 }
 
@@ -89,7 +90,7 @@ func (l *login) authorize(c echo.Context) error {
 		return l.authorizeError(c, ar, err)
 	}
 	if sess, err := l.flow.BrowserLogin(ctx, l.cookies.get(c, sessionCookie)); err == nil {
-		if provider.SessionSatisfies(ar, sess.AuthTime, l.flow.Now()) {
+		if l.flow.SessionSatisfies(ar, sess.AuthTime, l.flow.Now()) {
 			resp, err := l.flow.AuthorizeFromSession(ctx, ar, sess)
 			if err != nil {
 				return l.authorizeError(c, ar, err)

@@ -104,7 +104,8 @@ func TestKeyRevokeCLI(t *testing.T) {
 		var out bytes.Buffer
 		root := newRootCmd()
 		root.SetOut(&out)
-		root.SetArgs(append(append([]string{"keys"}, args...), "--endpoint", srv.admin, "--token", testAdminToken))
+		// The flags go right after the subcommand, before any "--".
+		root.SetArgs(append([]string{"keys", args[0], "--endpoint", srv.admin, "--token", testAdminToken}, args[1:]...))
 		err := root.ExecuteContext(context.Background())
 		return out.String(), err
 	}
@@ -120,7 +121,9 @@ func TestKeyRevokeCLI(t *testing.T) {
 		t.Fatalf("no published active key in %v", listed)
 	}
 
-	out, err := keysCLI("revoke", active)
+	// "--": a kid is base64url and may begin with '-' (1 in 64), which a
+	// bare argument would make a flag.
+	out, err := keysCLI("revoke", "--", active)
 	if err != nil {
 		t.Fatalf("keys revoke: %v", err)
 	}

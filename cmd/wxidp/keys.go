@@ -40,7 +40,8 @@ func newKeysCmd() *cobra.Command {
 				"If it was active, the next key takes over at once, without the wait a rotation keeps, and a new next\n" +
 				"key is published. The process serving the request applies it at once, the others within\n" +
 				"WXIDP_KEY_RELOAD_INTERVAL; verifiers holding a cached JWKS trust the key until their cache expires\n" +
-				"(WXIDP_JWKS_MAX_AGE). See docs/keys.md, \"Emergency revocation\".",
+				"(WXIDP_JWKS_MAX_AGE). See docs/keys.md, \"Emergency revocation\".\n" +
+				"A kid may begin with '-' (it is base64url): put -- before it, as in: wxidp keys revoke -- -xOf…",
 			Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return ac.do(cmd.Context(), http.MethodDelete, "/admin/keys/"+url.PathEscape(args[0]), nil, cmd.OutOrStdout())

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
 
 	"github.com/wxidp/wxidp/janitor"
 	"github.com/wxidp/wxidp/storage/postgres"
@@ -202,12 +203,27 @@ func TestNarrowerRefresh(t *testing.T) {
 	if _, ok := narrow["id_token"]; ok {
 		t.Error("an ID token without openid in the narrowed scope")
 	}
+	// With a profile, a narrowed ID token carries only the narrowed
+	// scope's claims.
+	if status, _, body := e.bearer(t, "PATCH", "/account", narrow["access_token"].(string), `{"nickname":"kim"}`); status != http.StatusOK {
+		t.Fatalf("PATCH: %d %v", status, body)
+	}
+	status, narrow = e.refreshScope(t, "mp", narrow["refresh_token"].(string), "openid")
+	if status != http.StatusOK {
+		t.Fatalf("refresh narrowed to openid: %d %v", status, narrow)
+	}
+	if c := unverifiedClaims(t, narrow["id_token"].(string)); c["nickname"] != nil {
+		t.Errorf("ID token narrowed to openid carries nickname: %v", c)
+	}
 	status, full := e.refreshScope(t, "mp", narrow["refresh_token"].(string), "")
 	if status != http.StatusOK {
 		t.Fatalf("refresh after narrowing: %d %v", status, full)
 	}
 	if got := unverifiedClaims(t, full["access_token"].(string))["scope"]; got != "openid offline_access profile phone" {
 		t.Errorf("full refresh after narrowing: scope %v", got)
+	}
+	if c := unverifiedClaims(t, full["id_token"].(string)); c["nickname"] != "kim" {
+		t.Errorf("ID token of the whole grant lacks the nickname: %v", c)
 	}
 	status, again := e.refreshScope(t, "mp", full["refresh_token"].(string), "openid offline_access profile phone")
 	if status != http.StatusOK || unverifiedClaims(t, again["access_token"].(string))["scope"] != "openid offline_access profile phone" {
@@ -271,4 +287,39 @@ func TestRefreshTokenPrefix(t *testing.T) {
 	if status, body := e.refresh(t, "wxrt_"+strings.TrimPrefix(rt, "wxrt_")); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
 		t.Errorf("reusing it under the new spelling: %d %v, want invalid_grant", status, body)
 	}
+}
+
+// TestScanLoginSessionMaxAge: a website with a 5-minute session gets an ID
+// token that ends with it, a browser login older than that asks for a new
+// scan, and its token may not change the user's profile (only the
+// mini-program's may).
+func TestScanLoginSessionMaxAge(t *testing.T) {
+	t.Parallel()
+	e := newScanEnv(t, map[string]any{"session_max_age_seconds": 300, "scope": "openid offline_access profile"})
+	userTok, _ := e.user(t, "o-nina")
+	b := newBrowser(t)
+	a := e.authRequest(t, oauth2.SetAuthURLParam("scope", "openid offline_access profile"))
+	ticket, csrf := e.startLogin(t, b, a)
+	e.approve(t, ticket, userTok)
+	resp, body := e.complete(t, b, ticket, csrf)
+	tok, _, claims := e.exchange(t, codeFrom(t, resp, body, a), a)
+	if exp, auth := claims["exp"].(float64), claims["auth_time"].(float64); exp > auth+300 {
+		t.Errorf("ID token exp %v is past auth_time %v + 300 s", exp, auth)
+	}
+	if tok.Expiry.After(time.Now().Add(301 * time.Second)) {
+		t.Errorf("access token expires %v, past the 5-minute session", tok.Expiry)
+	}
+	req, _ := http.NewRequest(http.MethodPatch, e.issuer+"/account", strings.NewReader(`{"nickname":"tracker"}`))
+	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+	req.Header.Set("Content-Type", "application/json")
+	if status, body := decodeDo(t, req); status != http.StatusForbidden {
+		t.Errorf("PATCH /account with a website's token: %d %v, want 403", status, body)
+	}
+	// Within the session a second authorization rides the browser login;
+	// past it, a new scan is asked for.
+	a2 := e.authRequest(t)
+	resp, body = b.get(a2.url)
+	codeFrom(t, resp, body, a2)
+	e.clock.advance(6 * time.Minute)
+	e.startLogin(t, b, e.authRequest(t))
 }

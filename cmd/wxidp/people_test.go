@@ -362,7 +362,8 @@ func TestPeopleErase(t *testing.T) {
 	}
 	_, ev := e.adminJSON(t, "GET", "/admin/audit?type=user.deleted", testAdminToken, nil)
 	events := ev["events"].([]any)
-	if len(events) != 1 || events[0].(map[string]any)["target"] != sub || len(events[0].(map[string]any)["details"].(map[string]any)) != 0 {
+	if len(events) != 1 || events[0].(map[string]any)["target"] != sub || len(events[0].(map[string]any)["details"].(map[string]any)) != 0 ||
+		events[0].(map[string]any)["source"] != "" {
 		t.Errorf("audit: %v", events)
 	}
 	if status, _ := e.adminJSON(t, "GET", "/admin/users/"+sub, testAdminToken, nil); status != http.StatusNotFound {

@@ -250,31 +250,23 @@ func (u *usersCLI) find(cmd *cobra.Command, f *usersFind) error {
 }
 
 func (u *usersCLI) get(cmd *cobra.Command, sub string) error {
-	format, err := u.format(cmd)
-	if err != nil {
-		return err
-	}
-	path, err := userPath(sub)
-	if err != nil {
-		return err
-	}
-	raw, err := u.call(cmd.Context(), http.MethodGet, path)
-	if err != nil {
-		return err
-	}
-	if format == outputJSON {
-		_, err := cmd.OutOrStdout().Write(raw)
-		return err
-	}
 	var d apiUserDetails
-	if err := json.Unmarshal(raw, &d); err != nil {
-		return fmt.Errorf("decode user: %w", err)
-	}
-	return printUserDetails(cmd.OutOrStdout(), &d)
+	return u.one(cmd, http.MethodGet, sub, "", &d, func() error { return printUserDetails(cmd.OutOrStdout(), &d) })
 }
 
 // setDisabled runs `users disable` and `users enable` (action).
 func (u *usersCLI) setDisabled(cmd *cobra.Command, sub, action string) error {
+	var user apiUser
+	return u.one(cmd, http.MethodPost, sub, "/"+action, &user, func() error {
+		tw := newTable(cmd.OutOrStdout())
+		printUserBlock(tw, &user)
+		return tw.Flush()
+	})
+}
+
+// one calls the admin API about one user (its path plus suffix) and prints
+// the answer: as it came in JSON, or decoded into v and shown by table.
+func (u *usersCLI) one(cmd *cobra.Command, method, sub, suffix string, v any, table func() error) error {
 	format, err := u.format(cmd)
 	if err != nil {
 		return err
@@ -283,7 +275,7 @@ func (u *usersCLI) setDisabled(cmd *cobra.Command, sub, action string) error {
 	if err != nil {
 		return err
 	}
-	raw, err := u.call(cmd.Context(), http.MethodPost, path+"/"+action)
+	raw, err := u.call(cmd.Context(), method, path+suffix)
 	if err != nil {
 		return err
 	}
@@ -291,13 +283,10 @@ func (u *usersCLI) setDisabled(cmd *cobra.Command, sub, action string) error {
 		_, err := cmd.OutOrStdout().Write(raw)
 		return err
 	}
-	var user apiUser
-	if err := json.Unmarshal(raw, &user); err != nil {
+	if err := json.Unmarshal(raw, v); err != nil {
 		return fmt.Errorf("decode user: %w", err)
 	}
-	tw := newTable(cmd.OutOrStdout())
-	printUserBlock(tw, &user)
-	return tw.Flush()
+	return table()
 }
 
 func (u *usersCLI) delete(cmd *cobra.Command, sub string, yes bool) error {

@@ -107,7 +107,7 @@ func encrypt(t *testing.T, sessionKey string, doc any) (data, iv string) {
 // weRun is wx.getWeRunData's data, as JSON decodes it (numbers float64).
 func weRun(appID string) map[string]any {
 	return map[string]any{
-		"stepInfoList": []any{map[string]any{"timestamp": 1764547200.0, "step": 8345.0}},
+		"stepInfoList": []any{map[string]any{"timestamp": 1764547200.0, "step": 9173528.0}},
 		"watermark":    map[string]any{"appid": appID, "timestamp": 1764590000.0},
 	}
 }
@@ -149,7 +149,7 @@ func TestVaultDecrypt(t *testing.T) {
 	for name, kv := range cases {
 		if status, body := e.post(t, "/wechat/decrypt", e.token, false, kv...); status != http.StatusBadRequest || body["error"] != "invalid_request" {
 			t.Errorf("%s: %d %v, want 400 invalid_request", name, status, body)
-		} else if strings.Contains(stringify(body), "8345") {
+		} else if strings.Contains(stringify(body), "9173528") {
 			t.Errorf("%s: the answer holds decrypted data", name)
 		}
 	}
@@ -168,7 +168,7 @@ func TestVaultDecrypt(t *testing.T) {
 			t.Errorf("%s: %d %v, want %d", name, status, body, tc.status)
 		}
 	}
-	if logs := e.logs.String(); strings.Contains(logs, "8345") || strings.Contains(logs, key) {
+	if logs := e.logs.String(); strings.Contains(logs, "9173528") || strings.Contains(logs, key) {
 		t.Error("the logs hold decrypted data or the session_key")
 	}
 }

@@ -228,6 +228,12 @@ func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature st
 	if !ok {
 		return fosite.ErrNotFound
 	}
+	// A disabled user's code is not exchanged; the user stays read-locked
+	// until the exchange's transaction ends (people.go).
+	if err := s.refuseDisabled("invalidate authorize code", r.rec.Subject); err != nil {
+		return err
+	}
+	s.holdUser(t, r.rec.Subject)
 	if !r.active {
 		return fosite.ErrInvalidatedAuthorizeCode // used already: one exchange per code
 	}

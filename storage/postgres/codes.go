@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
@@ -39,18 +40,31 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, s
 // the code outside its transaction, so the update is conditional and the
 // losers of concurrent exchanges get fosite.ErrInvalidatedAuthorizeCode
 // (the row lock makes them wait for the winner). fosite.ErrNotFound if
-// unknown.
+// unknown. The code's user is read-locked (FOR SHARE) until the exchange's
+// transaction ends, as a refresh rotation does, and a disabled user's code
+// is not exchanged (storage.ErrUserDisabled): disabling (and erasing)
+// waits for the exchange's tokens and deletes them.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
-	var used bool
-	err := s.db(ctx).QueryRow(ctx, `WITH upd AS (
-			UPDATE oauth2_authorization_codes SET active = false WHERE signature = $1 AND active RETURNING 1)
-		SELECT NOT EXISTS (SELECT 1 FROM upd) FROM oauth2_authorization_codes WHERE signature = $1`,
-		signature).Scan(&used)
+	var used, refused bool
+	err := s.db(ctx).QueryRow(ctx, `WITH usr AS (
+			SELECT u.disabled_at IS NOT NULL AS disabled FROM users u
+			WHERE u.id = (SELECT subject FROM oauth2_authorization_codes WHERE signature = $1)
+			FOR SHARE
+		), upd AS (
+			UPDATE oauth2_authorization_codes SET active = false
+			WHERE signature = $1 AND active AND NOT EXISTS (SELECT 1 FROM usr WHERE disabled)
+			RETURNING 1)
+		SELECT NOT EXISTS (SELECT 1 FROM upd), EXISTS (SELECT 1 FROM usr WHERE disabled)
+		FROM oauth2_authorization_codes WHERE signature = $1`,
+		signature).Scan(&used, &refused)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fosite.ErrNotFound
 	}
 	if err != nil {
 		return fositeErr("invalidate authorize code", err)
+	}
+	if refused {
+		return fmt.Errorf("postgres: invalidate authorize code: %w", storage.ErrUserDisabled)
 	}
 	if used {
 		return fosite.ErrInvalidatedAuthorizeCode

@@ -149,9 +149,12 @@ func (s *Store) UserDetails(ctx context.Context, id string) (*storage.UserDetail
 // as subject. Run after the user row is locked against writers: each DELETE
 // takes a new snapshot (READ COMMITTED), so it sees the tokens of the logins
 // and refreshes the lock waited for.
+//
+// Refresh tokens go before access tokens: a rotation and a reuse revocation
+// lock them in that order, and the same order keeps them from deadlocking.
 var forgetUser = []string{
-	`DELETE FROM oauth2_access_tokens WHERE subject = $1`,
 	`DELETE FROM oauth2_refresh_tokens WHERE subject = $1`,
+	`DELETE FROM oauth2_access_tokens WHERE subject = $1`,
 	`DELETE FROM oauth2_authorization_codes WHERE subject = $1`,
 	`DELETE FROM oauth2_pkce_requests WHERE subject = $1`,
 	`DELETE FROM oauth2_oidc_sessions WHERE subject = $1`,

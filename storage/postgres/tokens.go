@@ -102,7 +102,9 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 // a disabled user's token does not rotate: disabling updates the user row,
 // so it waits for this rotation's new tokens to commit and then deletes them,
 // and a rotation after it sees the user disabled. A subject that is not a
-// user (client_credentials) matches no user row and rotates.
+// user (client_credentials) matches no user row and rotates; so would an
+// erased user's, but erasure deletes their tokens under the same lock, so
+// none survives it.
 const rotateRefreshToken = `WITH usr AS (
 		SELECT u.disabled_at IS NOT NULL AS disabled FROM users u
 		WHERE u.id = (SELECT subject FROM oauth2_refresh_tokens WHERE signature = $1)

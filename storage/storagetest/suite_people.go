@@ -546,6 +546,33 @@ func testPeople(t *testing.T, su suite) {
 		checkTokens(t, ctx, s, map[string]error{"rt-1": fosite.ErrInactiveToken, "at-1": fosite.ErrNotFound})
 	})
 
+	su.run(t, "DisabledRefusesCode", func(t *testing.T, ctx context.Context, s storage.Store) {
+		c := mustCreateClient(t, ctx, s, "client")
+		for _, u := range []string{"user-1", "user-2"} {
+			mustLink(t, ctx, s, login{appA, "o-" + u, "", u})
+		}
+		mustSetDisabled(t, ctx, s, "user-1", true)
+		// Codes stored after the disable, as an authorization racing it
+		// would.
+		for i, u := range []string{"user-1", "user-2"} {
+			sig := fmt.Sprintf("code-%d", i+1)
+			if err := s.CreateAuthorizeCodeSession(ctx, sig, userRequest(c, "req-"+sig, u, time.Time{})); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.InvalidateAuthorizeCodeSession(ctx, "code-1"); !errors.Is(err, storage.ErrUserDisabled) {
+			t.Errorf("InvalidateAuthorizeCodeSession of a disabled user's code: %v, want ErrUserDisabled", err)
+		}
+		if err := s.InvalidateAuthorizeCodeSession(ctx, "code-2"); err != nil {
+			t.Errorf("InvalidateAuthorizeCodeSession of an enabled user's code: %v", err)
+		}
+		// The refused code stays unused: enabling the user lets it through.
+		mustSetDisabled(t, ctx, s, "user-1", false)
+		if err := s.InvalidateAuthorizeCodeSession(ctx, "code-1"); err != nil {
+			t.Errorf("the code after enabling: %v", err)
+		}
+	})
+
 	su.run(t, "DisabledRefusesLogin", func(t *testing.T, ctx context.Context, s storage.Store) {
 		first := login{appA, "o-a", "union-1", "user-1"}
 		mustLink(t, ctx, s, first)
@@ -809,6 +836,50 @@ func testPeopleRaces(t *testing.T, su suite) {
 				if d, err := s.UserDetails(ctx, user); err == nil && len(d.Chains) != 0 {
 					t.Errorf("round %d: live chains after %s: %+v, want none", round, op.name, d.Chains)
 				}
+			}
+		})
+
+		su.run(t, "CodeWhile"+op.name, func(t *testing.T, ctx context.Context, s storage.Store) {
+			c := mustCreateClient(t, ctx, s, "client")
+			for round := range rounds {
+				user := fmt.Sprintf("user-%d", round)
+				mustLink(t, ctx, s, login{appA, "o-" + user, "", user})
+				tag := func(i int) string { return fmt.Sprintf("%d-%d", round, i) }
+				for i := range n {
+					if err := s.CreateAuthorizeCodeSession(ctx, "code-"+tag(i), userRequest(c, "req-"+tag(i), user, time.Time{})); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// Each exchange as fosite's code handler runs it: invalidate
+				// the code, store the tokens, in one transaction.
+				errs := parallel(n+1, func(i int) error {
+					if i == n {
+						return op.run(ctx, s, user)
+					}
+					return inTx(ctx, s, func(ctx context.Context) error {
+						if err := s.InvalidateAuthorizeCodeSession(ctx, "code-"+tag(i)); err != nil {
+							return err
+						}
+						r := userRequest(c, "req-"+tag(i), user, time.Time{})
+						if err := s.CreateAccessTokenSession(ctx, "at-"+tag(i), r); err != nil {
+							return err
+						}
+						return s.CreateRefreshTokenSession(ctx, "rt-"+tag(i), "at-"+tag(i), r)
+					})
+				})
+				if errs[n] != nil {
+					t.Fatalf("round %d: %s: %v", round, op.name, errs[n])
+				}
+				gone := map[string]error{}
+				for i, err := range errs[:n] {
+					if err != nil && !errors.Is(err, storage.ErrUserDisabled) && !errors.Is(err, fosite.ErrNotFound) &&
+						!errors.Is(err, fosite.ErrSerializationFailure) {
+						t.Errorf("round %d: exchange #%d: %v, want nil, ErrUserDisabled, fosite.ErrNotFound or a serialization failure", round, i, err)
+					}
+					gone["at-"+tag(i)] = fosite.ErrNotFound
+					gone["rt-"+tag(i)] = fosite.ErrNotFound
+				}
+				checkTokens(t, ctx, s, gone)
 			}
 		})
 
