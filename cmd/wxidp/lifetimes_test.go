@@ -320,6 +320,13 @@ func TestScanLoginSessionMaxAge(t *testing.T) {
 	a2 := e.authRequest(t)
 	resp, body = b.get(a2.url)
 	codeFrom(t, resp, body, a2)
-	e.clock.advance(6 * time.Minute)
-	e.startLogin(t, b, e.authRequest(t))
+	// Two minutes on, max_age=600 still rides the login, max_age=60 does
+	// not.
+	e.clock.advance(2 * time.Minute)
+	a3 := e.authRequest(t, oauth2.SetAuthURLParam("max_age", "600"))
+	resp, body = b.get(a3.url)
+	codeFrom(t, resp, body, a3)
+	e.startLogin(t, b, e.authRequest(t, oauth2.SetAuthURLParam("max_age", "60")))
+	e.clock.advance(4 * time.Minute)
+	e.startLogin(t, b, e.authRequest(t, oauth2.SetAuthURLParam("max_age", "600")))
 }
