@@ -28,8 +28,12 @@
 // code through provider/apptoken's token, or a plain QR code); the
 // tickets' state machine is storage's (storage.LoginStore).
 //
-// Next: the session-key vault (decrypt, verify-signature, session refresh)
-// answers bearer-token requests, not OAuth ones: package provider/vault,
-// with the bearer token and its wechat_data scope checked here (bearer in
-// userinfo.go, as UserInfo and BearerUser do).
+// The session-key vault (vault.go: decrypt, verify-signature, session
+// refresh) and the self-service account (people.go: profile, deletion)
+// answer bearer-token requests, not OAuth ones; the token is checked by
+// bearer in userinfo.go, as UserInfo and BearerUser do. people.go also
+// holds userGate, the token-endpoint handler that refuses a disabled
+// user's code and refreshes the ID token's user claims; lifetimes.go
+// chainGate (a login's absolute lifetime, narrowed refreshes) and the
+// wxrt_ refresh-token prefix.
 package provider

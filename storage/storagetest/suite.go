@@ -51,6 +51,7 @@ func Run[S storage.Store](t *testing.T, newStore func(t *testing.T) S, only ...s
 		{"Users", testUsers, false},
 		{"UserRaces", testUserRaces, false},
 		{"People", testPeople, false},
+		{"PeopleDisable", testPeopleDisable, false},
 		{"PeopleRaces", testPeopleRaces, false},
 		{"WeChatCodes", testWeChatCodes, false},
 		{"WeChatTokens", testWeChatTokens, false},
