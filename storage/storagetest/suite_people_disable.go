@@ -324,9 +324,12 @@ func testPeopleRaces(t *testing.T, su suite) {
 				}
 				gone := map[string]error{}
 				for i, err := range errs[:n] {
+					// An erasure deleting the code while the exchange waits on
+					// its row makes the code read as used: an invalid_grant
+					// too, and there is nothing to revoke.
 					if err != nil && !errors.Is(err, storage.ErrUserDisabled) && !errors.Is(err, fosite.ErrNotFound) &&
-						!errors.Is(err, fosite.ErrSerializationFailure) {
-						t.Errorf("round %d: exchange #%d: %v, want nil, ErrUserDisabled, fosite.ErrNotFound or a serialization failure", round, i, err)
+						!errors.Is(err, fosite.ErrSerializationFailure) && !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
+						t.Errorf("round %d: exchange #%d: %v, want nil, ErrUserDisabled, fosite.ErrNotFound, ErrInvalidatedAuthorizeCode or a serialization failure", round, i, err)
 					}
 					gone["at-"+tag(i)] = fosite.ErrNotFound
 					gone["rt-"+tag(i)] = fosite.ErrNotFound
