@@ -76,13 +76,14 @@ func profileClaims(claims map[string]any, u *storage.User) {
 }
 
 // userGate is a token-endpoint handler that runs after fosite's code and
-// refresh handlers have loaded the grant's session: it refuses a disabled
-// user's authorization code (the refresh rotation refuses a disabled user's
-// refresh token itself, under a lock), and refreshes the ID-token claims a
-// refresh carries (phone, profile) from the stored user, so a refreshed ID
-// token does not repeat what the user has since changed. The user is read
-// only when a code is exchanged or the scopes carry such claims: a plain
-// refresh costs nothing more.
+// refresh handlers have loaded the grant's session and chainGate has
+// narrowed its scope: it refuses a disabled user's authorization code early
+// (the code's invalidation and the refresh rotation refuse one under the
+// user's row lock as well), and refreshes the ID-token claims a refresh
+// carries (phone, profile) from the stored user, so a refreshed ID token
+// neither repeats what the user has since changed nor keeps claims a
+// narrowed scope dropped. The user is read only when a code is exchanged or
+// the scopes carry such claims: a plain refresh costs nothing more.
 type userGate struct{ users storage.UserStore }
 
 func (g userGate) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
