@@ -48,25 +48,17 @@ type profileInput struct {
 	Picture  *string `json:"picture"`
 }
 
-// account authenticates the bearer token under the same rate limits as
-// /userinfo: per source before, per user after (and before any change).
+// account authenticates the bearer token under the bearer limits, before
+// any change.
 func (a *accountAPI) account(c echo.Context) (*provider.Account, error) {
-	tok, ok := bearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
-	if !ok {
-		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="wxidp"`)
-		return nil, newAPIError(http.StatusUnauthorized, "invalid_request", "A bearer access token is required.")
-	}
-	if err := a.rl.beforeBearer(c); err != nil {
-		return nil, err
-	}
-	acct, err := a.api.Account(c.Request().Context(), tok)
-	var claims map[string]any
-	if err == nil {
-		claims = map[string]any{"sub": acct.Subject()}
-	}
-	if err := a.rl.afterBearer(c, claims, err); err != nil {
-		return nil, err
-	}
+	var acct *provider.Account
+	err := a.rl.bearer(c, func(tok string) (map[string]any, error) {
+		var err error
+		if acct, err = a.api.Account(c.Request().Context(), tok); err != nil {
+			return nil, err
+		}
+		return map[string]any{"sub": acct.Subject()}, nil
+	})
 	if err != nil {
 		return nil, accountError(c, err)
 	}

@@ -37,22 +37,14 @@ func registerTicketAPI(e *echo.Echo, t *ticketAPI, limits []echo.MiddlewareFunc)
 // user authenticates the mini-program's bearer token, under the same rate
 // limits as /userinfo.
 func (t *ticketAPI) user(c echo.Context) (string, error) {
-	tok, ok := bearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
-	if !ok {
-		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="wxidp"`)
-		return "", newAPIError(http.StatusUnauthorized, "invalid_request", "A bearer access token is required.")
-	}
-	if err := t.rl.beforeBearer(c); err != nil {
-		return "", err
-	}
-	user, err := t.api.BearerUser(c.Request().Context(), tok)
-	var claims map[string]any
-	if err == nil {
-		claims = map[string]any{"sub": user}
-	}
-	if err := t.rl.afterBearer(c, claims, err); err != nil {
-		return "", err
-	}
+	var user string
+	err := t.rl.bearer(c, func(tok string) (map[string]any, error) {
+		var err error
+		if user, err = t.api.BearerUser(c.Request().Context(), tok); err != nil {
+			return nil, err
+		}
+		return map[string]any{"sub": user}, nil
+	})
 	switch {
 	case errors.Is(err, provider.ErrInvalidToken):
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)

@@ -234,19 +234,12 @@ func (p *public) oauthError(c echo.Context, where string, err error) bool {
 // userinfo answers RFC 6750 errors itself: the challenge must name
 // invalid_token so clients know to refresh.
 func (p *public) userinfo(c echo.Context) error {
-	tok, ok := bearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
-	if !ok {
-		// RFC 6750 §3.1: no credentials, no error code in the challenge.
-		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="wxidp"`)
-		return newAPIError(http.StatusUnauthorized, "invalid_request", "A bearer access token is required.")
-	}
-	if err := p.RateLimit.beforeBearer(c); err != nil {
-		return err
-	}
-	claims, err := p.UserInfo.UserInfo(c.Request().Context(), tok)
-	if err := p.RateLimit.afterBearer(c, claims, err); err != nil {
-		return err
-	}
+	var claims map[string]any
+	err := p.RateLimit.bearer(c, func(tok string) (map[string]any, error) {
+		var err error
+		claims, err = p.UserInfo.UserInfo(c.Request().Context(), tok)
+		return claims, err
+	})
 	if errors.Is(err, provider.ErrInvalidToken) {
 		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer error="invalid_token"`)
 		return newAPIError(http.StatusUnauthorized, "invalid_token", "The access token is missing, invalid, expired or revoked.")

@@ -68,6 +68,29 @@ func (rl RateLimit) middleware() []echo.MiddlewareFunc {
 	}}
 }
 
+// bearer authenticates the request's bearer token with verify, under the
+// bearer limits: a source whose invalid-token budget is spent is refused
+// before verify runs; after it, a verified token (claims with a sub) is
+// charged to its subject, a forged one to its source. A missing token is
+// 401 invalid_request (RFC 6750 §3.1: no error code in the challenge), a
+// refusal of the limits is its 429; otherwise verify's own error comes
+// back as it is, for the endpoint to answer in its words.
+func (rl RateLimit) bearer(c echo.Context, verify func(token string) (claims map[string]any, err error)) error {
+	tok, ok := bearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
+	if !ok {
+		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="wxidp"`)
+		return newAPIError(http.StatusUnauthorized, "invalid_request", "A bearer access token is required.")
+	}
+	if err := rl.beforeBearer(c); err != nil {
+		return err
+	}
+	claims, err := verify(tok)
+	if err := rl.afterBearer(c, claims, err); err != nil {
+		return err
+	}
+	return err
+}
+
 // beforeBearer refuses a bearer request from a source whose invalid-token
 // budget is spent, before the token is verified.
 func (rl RateLimit) beforeBearer(c echo.Context) error {

@@ -54,25 +54,17 @@ func (v *vaultAPI) input(c echo.Context) (vaultInput, error) {
 		Signature: f.Get("signature"), Code: f.Get("code")}, nil
 }
 
-// session authenticates the bearer token, under the same rate limits as
-// /userinfo: per source before, per user after.
+// session authenticates the bearer token under the bearer limits, then
+// reads the input.
 func (v *vaultAPI) session(c echo.Context) (*provider.VaultSession, vaultInput, error) {
-	tok, ok := bearerToken(c.Request().Header.Get(echo.HeaderAuthorization))
-	if !ok {
-		c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="wxidp"`)
-		return nil, vaultInput{}, newAPIError(http.StatusUnauthorized, "invalid_request", "A bearer access token is required.")
-	}
-	if err := v.rl.beforeBearer(c); err != nil {
-		return nil, vaultInput{}, err
-	}
-	s, err := v.api.Vault(c.Request().Context(), tok)
-	var claims map[string]any
-	if err == nil {
-		claims = map[string]any{"sub": s.Subject}
-	}
-	if err := v.rl.afterBearer(c, claims, err); err != nil {
-		return nil, vaultInput{}, err
-	}
+	var s *provider.VaultSession
+	err := v.rl.bearer(c, func(tok string) (map[string]any, error) {
+		var err error
+		if s, err = v.api.Vault(c.Request().Context(), tok); err != nil {
+			return nil, err
+		}
+		return map[string]any{"sub": s.Subject}, nil
+	})
 	if err != nil {
 		return nil, vaultInput{}, vaultError(c, err)
 	}
