@@ -88,12 +88,11 @@ func clipToSession(sess *Session, deadline, now time.Time, idTTL time.Duration) 
 //     whole grant (reuseWatch stores it so), so a later refresh may ask for
 //     all of it again.
 type chainGate struct {
+	checkOnly
 	maxAge time.Duration
 	idTTL  time.Duration
 	now    func() time.Time
 }
-
-func (g chainGate) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
 
 func (g chainGate) CanHandleTokenEndpointRequest(_ context.Context, ar fosite.AccessRequester) bool {
 	gt := ar.GetGrantTypes()
@@ -149,10 +148,6 @@ func (g chainGate) clipOIDC(req fosite.Requester) {
 	if now.Add(g.idLifespan(req)).After(deadline) {
 		sess.IDTokenClaims().ExpiresAt = deadline
 	}
-}
-
-func (g chainGate) PopulateTokenEndpointResponse(context.Context, fosite.AccessRequester, fosite.AccessResponder) error {
-	return nil
 }
 
 // narrowScope applies a refresh request's scope parameter: a subset of the

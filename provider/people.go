@@ -75,22 +75,23 @@ func profileClaims(claims map[string]any, u *storage.User) {
 	}
 }
 
-// userGate is a token-endpoint handler that runs after fosite's code and
-// refresh handlers have loaded the grant's session and chainGate has
-// narrowed its scope: it refuses a disabled user's authorization code early
-// (the code's invalidation and the refresh rotation refuse one under the
-// user's row lock as well), and refreshes the ID-token claims a refresh
-// carries (phone, profile) from the stored user, so a refreshed ID token
-// neither repeats what the user has since changed nor keeps claims a
-// narrowed scope dropped. The user is read only when a code is exchanged or
-// the scopes carry such claims: a plain refresh costs nothing more.
-type userGate struct{ users storage.UserStore }
-
-func (g userGate) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
+// userGate is a token-endpoint handler for refreshes, run after fosite's
+// refresh handler has loaded the chain's session and chainGate has narrowed
+// its scope: it renews the ID-token claims a refresh carries (phone,
+// profile) from the stored user, so a refreshed ID token neither repeats
+// what the user has since changed nor keeps claims a narrowed scope
+// dropped, and refuses an erased user (the rotation refuses a disabled one
+// under the user's row lock). The user is read only when the scope carries
+// such claims: a plain refresh costs nothing more. A code exchange needs
+// none of it: its claims were read when the code was issued, and the code's
+// invalidation refuses a disabled user under the row lock.
+type userGate struct {
+	checkOnly
+	users storage.UserStore
+}
 
 func (g userGate) CanHandleTokenEndpointRequest(_ context.Context, ar fosite.AccessRequester) bool {
-	gt := ar.GetGrantTypes()
-	return gt.ExactOne(grants.AuthorizationCode) || gt.ExactOne(grants.RefreshToken)
+	return ar.GetGrantTypes().ExactOne(grants.RefreshToken)
 }
 
 func (g userGate) HandleTokenEndpointRequest(ctx context.Context, ar fosite.AccessRequester) error {
@@ -102,8 +103,7 @@ func (g userGate) HandleTokenEndpointRequest(ctx context.Context, ar fosite.Acce
 		return nil
 	}
 	scopes := ar.GetGrantedScopes()
-	code := ar.GetGrantTypes().ExactOne(grants.AuthorizationCode)
-	if !code && !scopes.Has(ScopePhone) && !scopes.Has(ScopeProfile) {
+	if !scopes.Has(ScopePhone) && !scopes.Has(ScopeProfile) {
 		// No user claims in this scope (a narrowed refresh may have
 		// dropped them): none from the login either.
 		userClaims(sess.IDTokenClaims(), scopes, &storage.User{})
@@ -112,7 +112,7 @@ func (g userGate) HandleTokenEndpointRequest(ctx context.Context, ar fosite.Acce
 	u, err := g.users.GetUser(ctx, sess.Subject)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
-		if code || sess.Subject != sess.ClientID {
+		if sess.Subject != sess.ClientID {
 			return errUserDisabled(storage.ErrUserDisabled) // erased
 		}
 		return nil // a client_credentials subject is not a user
@@ -125,7 +125,14 @@ func (g userGate) HandleTokenEndpointRequest(ctx context.Context, ar fosite.Acce
 	return nil
 }
 
-func (g userGate) PopulateTokenEndpointResponse(context.Context, fosite.AccessRequester, fosite.AccessResponder) error {
+// checkOnly is the part of fosite's TokenEndpointHandler shared by the
+// handlers that only check and amend a grant fosite's own handlers run:
+// they never skip client authentication and write no response.
+type checkOnly struct{}
+
+func (checkOnly) CanSkipClientAuth(context.Context, fosite.AccessRequester) bool { return false }
+
+func (checkOnly) PopulateTokenEndpointResponse(context.Context, fosite.AccessRequester, fosite.AccessResponder) error {
 	return nil
 }
 
