@@ -430,25 +430,30 @@ func printUserDetails(out io.Writer, d *apiUserDetails) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nIDENTITIES (%d)\n", len(d.Identities))
-	if len(d.Identities) > 0 {
-		tw = newTable(out)
-		fmt.Fprintln(tw, "APPID\tOPENID\tUNIONID\tCREATED\tLAST LOGIN")
-		for _, id := range d.Identities {
-			row(tw, id.AppID, id.OpenID, id.UnionID, when(id.CreatedAt), when(id.LastLoginAt))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
+	ids := make([][]string, 0, len(d.Identities))
+	for _, id := range d.Identities {
+		ids = append(ids, []string{id.AppID, id.OpenID, id.UnionID, when(id.CreatedAt), when(id.LastLoginAt)})
 	}
-	fmt.Fprintf(out, "\nREFRESH TOKEN CHAINS (%d)\n", len(d.Chains))
-	if len(d.Chains) > 0 {
-		tw = newTable(out)
-		fmt.Fprintln(tw, "CHAIN\tCLIENT\tSCOPE\tISSUED\tEXPIRES")
-		for _, ch := range d.Chains {
-			row(tw, ch.ChainID, ch.ClientID, ch.Scope, when(ch.IssuedAt), when(ch.ExpiresAt))
-		}
-		return tw.Flush()
+	if err := printSection(out, "IDENTITIES", "APPID\tOPENID\tUNIONID\tCREATED\tLAST LOGIN", ids); err != nil {
+		return err
 	}
-	return nil
+	chains := make([][]string, 0, len(d.Chains))
+	for _, ch := range d.Chains {
+		chains = append(chains, []string{ch.ChainID, ch.ClientID, ch.Scope, when(ch.IssuedAt), when(ch.ExpiresAt)})
+	}
+	return printSection(out, "REFRESH TOKEN CHAINS", "CHAIN\tCLIENT\tSCOPE\tISSUED\tEXPIRES", chains)
+}
+
+// printSection prints a titled table with its count; no header when empty.
+func printSection(out io.Writer, title, header string, rows [][]string) error {
+	fmt.Fprintf(out, "\n%s (%d)\n", title, len(rows))
+	if len(rows) == 0 {
+		return nil
+	}
+	tw := newTable(out)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		row(tw, r...)
+	}
+	return tw.Flush()
 }

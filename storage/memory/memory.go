@@ -244,17 +244,9 @@ func (s *Store) DeleteClient(ctx context.Context, id string) error {
 	}
 	drop(t, s.clients, id)
 	for _, m := range s.rows {
-		for key, r := range m {
-			if r.rec.ClientID == id {
-				drop(t, m, key)
-			}
-		}
+		dropWhere(t, m, func(r row) bool { return r.rec.ClientID == id })
 	}
-	for key, lt := range s.tickets {
-		if lt.ClientID == id {
-			drop(t, s.tickets, key)
-		}
-	}
+	dropWhere(t, s.tickets, func(lt storage.LoginTicket) bool { return lt.ClientID == id })
 	return nil
 }
 

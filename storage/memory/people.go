@@ -266,22 +266,10 @@ func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool) (
 // the user's login tickets and browser sessions.
 func (s *Store) dropUserGrants(t *tx, id string) {
 	for _, m := range s.rows {
-		for key, r := range m {
-			if r.rec.Subject == id {
-				drop(t, m, key)
-			}
-		}
+		dropWhere(t, m, func(r row) bool { return r.rec.Subject == id })
 	}
-	for key, lt := range s.tickets {
-		if lt.UserID == id {
-			drop(t, s.tickets, key)
-		}
-	}
-	for key, bs := range s.sessions {
-		if bs.UserID == id {
-			drop(t, s.sessions, key)
-		}
-	}
+	dropWhere(t, s.tickets, func(lt storage.LoginTicket) bool { return lt.UserID == id })
+	dropWhere(t, s.sessions, func(bs storage.BrowserSession) bool { return bs.UserID == id })
 }
 
 // SetUserProfile applies p (a nil field keeps its value) and returns a copy
@@ -321,16 +309,8 @@ func (s *Store) EraseUser(ctx context.Context, id string) error {
 		return fmt.Errorf("memory: user %q: %w", id, storage.ErrNotFound)
 	}
 	drop(t, s.users, id)
-	for key, wi := range s.identities {
-		if wi.UserID == id {
-			drop(t, s.identities, key)
-		}
-	}
-	for union, holder := range s.unions {
-		if holder == id {
-			drop(t, s.unions, union)
-		}
-	}
+	dropWhere(t, s.identities, func(wi storage.WeChatIdentity) bool { return wi.UserID == id })
+	dropWhere(t, s.unions, func(holder string) bool { return holder == id })
 	s.dropUserGrants(t, id)
 	return nil
 }

@@ -47,6 +47,15 @@ func drop[K comparable, V any](t *tx, m map[K]V, k K) {
 	delete(m, k)
 }
 
+// dropWhere drops, through t, every entry of m whose value matches.
+func dropWhere[K comparable, V any](t *tx, m map[K]V, match func(V) bool) {
+	for k, v := range m {
+		if match(v) {
+			drop(t, m, k)
+		}
+	}
+}
+
 // BeginTX returns a context whose writes Rollback can undo.
 func (s *Store) BeginTX(ctx context.Context) (context.Context, error) {
 	if ctx.Value(txKey{s}) != nil {

@@ -231,10 +231,7 @@ func testPeopleRaces(t *testing.T, su suite) {
 		n      = 8
 		rounds = 5
 	)
-	for _, op := range []struct {
-		name string
-		run  func(ctx context.Context, s storage.Store, id string) error
-	}{
+	for _, op := range []peopleOp{
 		{"Disable", func(ctx context.Context, s storage.Store, id string) error {
 			return retrySerialization(func() error {
 				_, err := s.SetUserDisabled(ctx, id, true)
@@ -254,31 +251,20 @@ func testPeopleRaces(t *testing.T, su suite) {
 				for i := range n {
 					mustCreateTokens(t, ctx, s, userRequest(c, "req-"+tag(i), user, time.Time{}), tag(i))
 				}
-				errs := parallel(n+1, func(i int) error {
-					if i == n {
-						return op.run(ctx, s, user)
+				errs := op.race(t, ctx, s, user, round, n, func(ctx context.Context, i int) error {
+					if err := s.RotateRefreshToken(ctx, "req-"+tag(i), "rt-"+tag(i)); err != nil {
+						return err
 					}
-					return inTx(ctx, s, func(ctx context.Context) error {
-						if err := s.RotateRefreshToken(ctx, "req-"+tag(i), "rt-"+tag(i)); err != nil {
-							return err
-						}
-						r := userRequest(c, "req-"+tag(i), user, time.Time{})
-						r.RequestedAt = time.Now().UTC()
-						if err := s.CreateAccessTokenSession(ctx, "at-"+tag(i)+"-new", r); err != nil {
-							return err
-						}
-						return s.CreateRefreshTokenSession(ctx, "rt-"+tag(i)+"-new", "at-"+tag(i)+"-new", r)
-					})
+					r := userRequest(c, "req-"+tag(i), user, time.Time{})
+					r.RequestedAt = time.Now().UTC()
+					if err := s.CreateAccessTokenSession(ctx, "at-"+tag(i)+"-new", r); err != nil {
+						return err
+					}
+					return s.CreateRefreshTokenSession(ctx, "rt-"+tag(i)+"-new", "at-"+tag(i)+"-new", r)
 				})
-				if errs[n] != nil {
-					t.Fatalf("round %d: %s: %v", round, op.name, errs[n])
-				}
 				gone := map[string]error{}
-				for i, err := range errs[:n] {
-					if err != nil && !errors.Is(err, storage.ErrUserDisabled) && !errors.Is(err, fosite.ErrNotFound) &&
-						!errors.Is(err, fosite.ErrSerializationFailure) {
-						t.Errorf("round %d: refresh #%d: %v, want nil, ErrUserDisabled, fosite.ErrNotFound or a serialization failure", round, i, err)
-					}
+				for i, err := range errs {
+					checkRaceErr(t, round, "refresh", i, err, storage.ErrUserDisabled, fosite.ErrNotFound, fosite.ErrSerializationFailure)
 					for _, sig := range []string{"at-", "rt-"} {
 						gone[sig+tag(i)] = fosite.ErrNotFound
 						gone[sig+tag(i)+"-new"] = fosite.ErrNotFound
@@ -304,33 +290,23 @@ func testPeopleRaces(t *testing.T, su suite) {
 				}
 				// Each exchange as fosite's code handler runs it: invalidate
 				// the code, store the tokens, in one transaction.
-				errs := parallel(n+1, func(i int) error {
-					if i == n {
-						return op.run(ctx, s, user)
+				errs := op.race(t, ctx, s, user, round, n, func(ctx context.Context, i int) error {
+					if err := s.InvalidateAuthorizeCodeSession(ctx, "code-"+tag(i)); err != nil {
+						return err
 					}
-					return inTx(ctx, s, func(ctx context.Context) error {
-						if err := s.InvalidateAuthorizeCodeSession(ctx, "code-"+tag(i)); err != nil {
-							return err
-						}
-						r := userRequest(c, "req-"+tag(i), user, time.Time{})
-						if err := s.CreateAccessTokenSession(ctx, "at-"+tag(i), r); err != nil {
-							return err
-						}
-						return s.CreateRefreshTokenSession(ctx, "rt-"+tag(i), "at-"+tag(i), r)
-					})
+					r := userRequest(c, "req-"+tag(i), user, time.Time{})
+					if err := s.CreateAccessTokenSession(ctx, "at-"+tag(i), r); err != nil {
+						return err
+					}
+					return s.CreateRefreshTokenSession(ctx, "rt-"+tag(i), "at-"+tag(i), r)
 				})
-				if errs[n] != nil {
-					t.Fatalf("round %d: %s: %v", round, op.name, errs[n])
-				}
 				gone := map[string]error{}
-				for i, err := range errs[:n] {
+				for i, err := range errs {
 					// An erasure deleting the code while the exchange waits on
 					// its row makes the code read as used: an invalid_grant
 					// too, and there is nothing to revoke.
-					if err != nil && !errors.Is(err, storage.ErrUserDisabled) && !errors.Is(err, fosite.ErrNotFound) &&
-						!errors.Is(err, fosite.ErrSerializationFailure) && !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
-						t.Errorf("round %d: exchange #%d: %v, want nil, ErrUserDisabled, fosite.ErrNotFound, ErrInvalidatedAuthorizeCode or a serialization failure", round, i, err)
-					}
+					checkRaceErr(t, round, "exchange", i, err, storage.ErrUserDisabled, fosite.ErrNotFound,
+						fosite.ErrSerializationFailure, fosite.ErrInvalidatedAuthorizeCode)
 					gone["at-"+tag(i)] = fosite.ErrNotFound
 					gone["rt-"+tag(i)] = fosite.ErrNotFound
 				}
@@ -353,30 +329,22 @@ func testPeopleRaces(t *testing.T, su suite) {
 						logins[i] = login{appB, "o-b" + tag(i), union, "user-x" + tag(i)}
 					}
 				}
-				errs := parallel(n+1, func(i int) error {
-					if i == n {
-						return op.run(ctx, s, user)
+				errs := op.race(t, ctx, s, user, round, n, func(ctx context.Context, i int) error {
+					u, err := s.LinkWeChatIdentity(ctx, logins[i].identity(), logins[i].newUserID)
+					if err != nil {
+						return err
 					}
-					return inTx(ctx, s, func(ctx context.Context) error {
-						u, err := s.LinkWeChatIdentity(ctx, logins[i].identity(), logins[i].newUserID)
-						if err != nil {
-							return err
-						}
-						if u.ID != user {
-							return fmt.Errorf("login linked to %q: %w", u.ID, errNewPerson)
-						}
-						r := userRequest(c, "req-"+tag(i), u.ID, time.Time{})
-						if err := s.CreateAccessTokenSession(ctx, "at-"+tag(i), r); err != nil {
-							return err
-						}
-						return s.CreateRefreshTokenSession(ctx, "rt-"+tag(i), "at-"+tag(i), r)
-					})
+					if u.ID != user {
+						return fmt.Errorf("login linked to %q: %w", u.ID, errNewPerson)
+					}
+					r := userRequest(c, "req-"+tag(i), u.ID, time.Time{})
+					if err := s.CreateAccessTokenSession(ctx, "at-"+tag(i), r); err != nil {
+						return err
+					}
+					return s.CreateRefreshTokenSession(ctx, "rt-"+tag(i), "at-"+tag(i), r)
 				})
-				if errs[n] != nil {
-					t.Fatalf("round %d: %s: %v", round, op.name, errs[n])
-				}
 				gone := map[string]error{}
-				for i, err := range errs[:n] {
+				for i, err := range errs {
 					// After the erasure the person is someone new, whose
 					// tokens the case does not store (they would rightly
 					// survive); a login that found the unionid's holder
@@ -403,6 +371,44 @@ func testPeopleRaces(t *testing.T, su suite) {
 // failure or deadlock, as the admin API's caller would: the database may
 // pick the disabling transaction as a deadlock's victim, and what the races
 // check is that no token survives it once it went through.
+// peopleOp is what the races run against a user's token issuance.
+type peopleOp struct {
+	name string
+	run  func(ctx context.Context, s storage.Store, id string) error
+}
+
+// race runs n issuances for user, each in a transaction as the provider
+// runs them, concurrently with op, and returns the issuances' errors; op
+// must succeed.
+func (op peopleOp) race(t *testing.T, ctx context.Context, s storage.Store, user string, round, n int,
+	issue func(ctx context.Context, i int) error) []error {
+	t.Helper()
+	errs := parallel(n+1, func(i int) error {
+		if i == n {
+			return op.run(ctx, s, user)
+		}
+		return inTx(ctx, s, func(ctx context.Context) error { return issue(ctx, i) })
+	})
+	if errs[n] != nil {
+		t.Fatalf("round %d: %s: %v", round, op.name, errs[n])
+	}
+	return errs[:n]
+}
+
+// checkRaceErr fails unless err is nil or one of allowed.
+func checkRaceErr(t *testing.T, round int, what string, i int, err error, allowed ...error) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	for _, a := range allowed {
+		if errors.Is(err, a) {
+			return
+		}
+	}
+	t.Errorf("round %d: %s #%d: %v, want nil or one of %v", round, what, i, err, allowed)
+}
+
 func retrySerialization(fn func() error) error {
 	for range 10 {
 		if err := fn(); !errors.Is(err, fosite.ErrSerializationFailure) {
