@@ -32,8 +32,8 @@
 // refresh) and the self-service account (people.go: profile, deletion)
 // answer bearer-token requests, not OAuth ones; the token is checked by
 // bearer in userinfo.go, as UserInfo and BearerUser do. people.go also
-// holds userGate, the token-endpoint handler that refuses a disabled
-// user's code and refreshes the ID token's user claims; lifetimes.go
+// holds userGate, the token-endpoint handler that renews a refreshed ID
+// token's user claims; lifetimes.go
 // chainGate (a login's absolute lifetime, narrowed refreshes) and the
 // wxrt_ refresh-token prefix.
 package provider
