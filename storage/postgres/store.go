@@ -32,6 +32,9 @@ type Store struct {
 	// accessReader batches access-token lookups made outside a
 	// transaction (batchread.go).
 	accessReader *getBatcher
+	// claims batches wx.login code claims made outside a transaction
+	// (batchclaim.go).
+	claims *claimBatcher
 	// unsettled tracks refresh rotations whose COMMIT had an unknown
 	// outcome (unsettled.go).
 	unsettled *unsettled
@@ -69,6 +72,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s := &Store{pool: pool, clock: time.Now, timeout: DefaultTimeout, clients: newClientCache(), unsettled: newUnsettled()}
 	s.accessWriter = newInsertBatcher(s, accessTokens)
 	s.accessReader = newGetBatcher(s, accessTokens)
+	s.claims = &claimBatcher{s: s}
 	for _, o := range opts {
 		o(s)
 	}

@@ -2,46 +2,10 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/wxidp/wxidp/storage"
 )
-
-// claimCode records a wx.login code, taking over an expired row of the same
-// code rather than deleting it first, like setJTI. Concurrent claims of one
-// code serialize on the primary key: the first inserts, the others wait for
-// it and then find an unexpired row, which the WHERE leaves alone (zero
-// rows).
-//
-// Nothing else deletes expired codes yet, so each claim also drops a few
-// expired rows of other codes: the table stays near the number of codes
-// claimed in the last few minutes. SKIP LOCKED keeps concurrent claims from
-// queueing on the same old rows, and the claimed code is excluded because
-// one statement must not touch a row twice.
-const claimCode = `WITH expired AS (
-		DELETE FROM wechat_codes WHERE (app_id, code_hash) IN (
-			SELECT app_id, code_hash FROM wechat_codes
-			WHERE expires_at <= $4 AND NOT (app_id = $1 AND code_hash = $2)
-			ORDER BY expires_at LIMIT 8
-			FOR UPDATE SKIP LOCKED)
-	)
-	INSERT INTO wechat_codes (app_id, code_hash, expires_at) VALUES ($1, $2, $3)
-	ON CONFLICT (app_id, code_hash) DO UPDATE SET expires_at = EXCLUDED.expires_at
-	WHERE wechat_codes.expires_at <= $4`
-
-// ClaimWeChatCode records codeHash until expiresAt; storage.ErrAlreadyExists
-// if it is recorded and unexpired.
-func (s *Store) ClaimWeChatCode(ctx context.Context, appID, codeHash string, expiresAt time.Time) error {
-	tag, err := s.db(ctx).Exec(ctx, claimCode, appID, codeHash, expiresAt, time.Now())
-	if err != nil {
-		return recordErr("claim wechat code", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("postgres: claim wechat code: %w", storage.ErrAlreadyExists)
-	}
-	return nil
-}
 
 // GetWeChatToken returns appID's token, or storage.ErrNotFound when none was
 // saved yet (a row holding only a lease has no token).
