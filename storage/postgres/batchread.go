@@ -11,7 +11,8 @@ import (
 )
 
 // Access-token lookups outside a transaction (introspection, /userinfo,
-// every bearer check) are read in batches, as access tokens are written
+// every bearer check), and refresh-token lookups outside one (the first
+// read of every refresh, and introspection), are read in batches, as access tokens are written
 // (batchwrite.go): lookups that arrive while a batch is being read go
 // together in the next one, one statement (signature = ANY) and one round
 // trip for all of them. Nothing waits for a batch to fill, so an idle
@@ -47,10 +48,15 @@ type getResult struct {
 type getBatcher struct {
 	s     *Store
 	table sessionTable
+	// args returns the arguments of the table's active expression ($2 on),
+	// taken when a batch is read (nil: none).
+	args  func() []any
 	queue batchQueue[*pendingGet]
 }
 
-func newGetBatcher(s *Store, t sessionTable) *getBatcher { return &getBatcher{s: s, table: t} }
+func newGetBatcher(s *Store, t sessionTable, args func() []any) *getBatcher {
+	return &getBatcher{s: s, table: t, args: args}
+}
 
 // get reads the row under key: fosite.ErrNotFound if there is none.
 func (b *getBatcher) get(ctx context.Context, key string) (*scannedToken, error) {
@@ -92,7 +98,11 @@ func (b *getBatcher) read(batch []*pendingGet) {
 	}
 	found := make(map[string]*scannedToken, len(batch))
 	err := func() error {
-		rows, err := timed{q: b.s.pool, d: b.s.timeout}.Query(context.Background(), b.table.getMany, keys)
+		args := []any{keys}
+		if b.args != nil {
+			args = append(args, b.args()...)
+		}
+		rows, err := timed{q: b.s.pool, d: b.s.timeout}.Query(context.Background(), b.table.getMany, args...)
 		if err != nil {
 			return err
 		}

@@ -72,3 +72,68 @@ func TestAccessTokenLookupsBatched(t *testing.T) {
 		t.Logf("%d concurrent lookups took %d round trips", 3*n, trips)
 	}
 }
+
+// TestRefreshTokenLookupsBatched: concurrent refresh-token lookups (the
+// first read of every refresh) share round trips as access-token lookups
+// do, and each still gets its own answer: its row, not found for an
+// unknown token, and for a rotated token its request with
+// fosite.ErrInactiveToken (which the reuse detection needs).
+func TestRefreshTokenLookupsBatched(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, rt := tracedStore(t)
+	client := &storage.Client{ID: "mp"}
+	if err := s.CreateClient(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	for i := range n {
+		req := grantRequest(client, fmt.Sprintf("grant-%d", i))
+		if err := s.CreateRefreshTokenSession(ctx, fmt.Sprintf("rt-%d", i), fmt.Sprintf("at-%d", i), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.RotateRefreshToken(ctx, "grant-3", "rt-3"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // warm the pool's connections and statements
+		_, _ = s.GetRefreshTokenSession(ctx, "rt-0", openid.NewDefaultSession())
+	}
+
+	before := rt.n.Load()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*n)
+	for i := range 3 * n { // a third unknown, a third asked twice
+		wg.Go(func() {
+			if i >= 2*n {
+				i -= 2 * n
+			}
+			key := fmt.Sprintf("rt-%d", i)
+			req, err := s.GetRefreshTokenSession(ctx, key, openid.NewDefaultSession())
+			switch {
+			case i >= n:
+				if !errors.Is(err, fosite.ErrNotFound) {
+					errs <- fmt.Errorf("%s (unknown): %v, want not found", key, err)
+				}
+			case i == 3:
+				if !errors.Is(err, fosite.ErrInactiveToken) || req == nil || req.GetID() != "grant-3" {
+					errs <- fmt.Errorf("%s (rotated): %v, %v, want grant-3's request and ErrInactiveToken", key, req, err)
+				}
+			case err != nil:
+				errs <- fmt.Errorf("%s: %v", key, err)
+			case req.GetID() != fmt.Sprintf("grant-%d", i) || req.GetSession().GetSubject() != fmt.Sprintf("sub-grant-%d", i):
+				errs <- fmt.Errorf("%s: got the row of %s (%s)", key, req.GetID(), req.GetSession().GetSubject())
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if trips := rt.n.Load() - before; trips >= 3*n {
+		t.Errorf("%d concurrent lookups took %d round trips, want them batched", 3*n, trips)
+	} else {
+		t.Logf("%d concurrent lookups took %d round trips", 3*n, trips)
+	}
+}

@@ -16,8 +16,7 @@ type sessionTable struct {
 	what   string // names the kind of row in error messages
 	insert string
 	get    string
-	// getMany is get for many signatures ($1, an array), for tables whose
-	// active expression takes no arguments (batchread.go).
+	// getMany is get for many signatures ($1, an array; batchread.go).
 	getMany string
 	delete  string
 }
@@ -117,11 +116,16 @@ func (s *Store) get(ctx context.Context, t sessionTable, key string, session fos
 	return req, row.active, nil
 }
 
-// scan reads the row under key: in a batch for access tokens outside a
-// transaction (batchread.go), else on its own.
+// scan reads the row under key: in a batch for access and refresh tokens
+// outside a transaction (batchread.go), else on its own.
 func (s *Store) scan(ctx context.Context, t sessionTable, key string, args ...any) (*scannedToken, error) {
-	if _, inTx := txFrom(ctx); !inTx && s.accessReader != nil && t.get == accessTokens.get {
-		return s.accessReader.get(ctx, key)
+	if _, inTx := txFrom(ctx); !inTx {
+		switch t.get {
+		case accessTokens.get:
+			return s.accessReader.get(ctx, key)
+		case refreshTokens.get:
+			return s.refreshReader.get(ctx, key)
+		}
 	}
 	row := &scannedToken{}
 	if err := s.db(ctx).QueryRow(ctx, t.get, append([]any{key}, args...)...).Scan(row.dest()...); err != nil {

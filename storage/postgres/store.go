@@ -32,6 +32,9 @@ type Store struct {
 	// accessReader batches access-token lookups made outside a
 	// transaction (batchread.go).
 	accessReader *getBatcher
+	// refreshReader batches refresh-token lookups made outside a
+	// transaction; its batches judge the grace period when they are read.
+	refreshReader *getBatcher
 	// claims batches wx.login code claims made outside a transaction
 	// (batchclaim.go).
 	claims *claimBatcher
@@ -71,7 +74,8 @@ func WithClock(now func() time.Time) Option {
 func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s := &Store{pool: pool, clock: time.Now, timeout: DefaultTimeout, clients: newClientCache(), unsettled: newUnsettled()}
 	s.accessWriter = newInsertBatcher(s, accessTokens)
-	s.accessReader = newGetBatcher(s, accessTokens)
+	s.accessReader = newGetBatcher(s, accessTokens, nil)
+	s.refreshReader = newGetBatcher(s, refreshTokens, func() []any { return []any{s.graceCutoff(s.clockNow())} })
 	s.claims = &claimBatcher{s: s}
 	for _, o := range opts {
 		o(s)
