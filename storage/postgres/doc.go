@@ -16,5 +16,11 @@
 // COMMITTED whatever the database's default: the conditional updates,
 // leases and identity linking rely on it.
 //
+// Outside a transaction, the hottest single statements are batched across
+// concurrent callers (batchwrite.go, batchread.go, batchclaim.go): one
+// round trip and one commit for many, each caller answered only once its
+// own row is committed or read, so batching never weakens what a caller
+// can rely on.
+//
 // The schema is in package migrations; this package never changes it.
 package postgres

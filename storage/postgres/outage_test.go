@@ -46,6 +46,17 @@ func storeCalls(s *postgres.Store) map[string]func(context.Context) error {
 			_, err := s.LinkWeChatIdentity(ctx, &storage.WeChatIdentity{AppID: "wxapp", OpenID: "o-" + time.Now().Format("150405.000000000")}, "u-"+time.Now().Format("150405.000000000"))
 			return err
 		},
+		// The batched calls: a wx.login code claim and a refresh-token lookup.
+		"claim": func(ctx context.Context) error {
+			return s.ClaimWeChatCode(ctx, "wxapp", "code-"+time.Now().Format("150405.000000000"), time.Now().Add(10*time.Minute))
+		},
+		"refresh lookup": func(ctx context.Context) error {
+			_, err := s.GetRefreshTokenSession(ctx, "nothing", nil)
+			if errors.Is(err, fosite.ErrNotFound) {
+				return nil
+			}
+			return err
+		},
 		// BEGIN goes with a transaction's first statement.
 		"begin": func(ctx context.Context) error {
 			tx, err := s.BeginTX(ctx)
