@@ -4,13 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -32,13 +33,17 @@ const (
 func FS() fs.FS { return files }
 
 // OpenDB opens a database/sql handle over pgx for dsn; goose speaks only
-// database/sql. The caller closes it.
+// database/sql. The caller closes it. dsn is the URL serve takes, so it is
+// parsed as pgxpool parses it: its pool_* parameters size serve's pool and
+// are not sent to PostgreSQL, which would refuse them as unknown settings.
 func OpenDB(dsn string) (*sql.DB, error) {
-	cfg, err := pgx.ParseConfig(dsn)
+	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("migrations: parse dsn: %w", err)
+		// Not wrapped: pgx's parse error carries the DSN, and its password
+		// redaction is best effort.
+		return nil, errors.New("migrations: cannot parse the database URL (not shown: it may hold a password)")
 	}
-	return stdlib.OpenDB(*cfg), nil
+	return stdlib.OpenDB(*cfg.ConnConfig), nil
 }
 
 func newProvider(db *sql.DB) (*goose.Provider, error) {

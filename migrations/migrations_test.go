@@ -119,3 +119,34 @@ func TestStatus(t *testing.T) {
 		t.Errorf("Status after Up:\n%s\nwant every migration applied", after.String())
 	}
 }
+
+// The database URL serve takes may carry pgxpool's pool_* parameters
+// (docs/operations.md sizes the pool with them); migrations must accept the
+// same URL instead of sending them to PostgreSQL as settings, which it
+// refuses ("unrecognized configuration parameter").
+func TestUpWithPoolParameters(t *testing.T) {
+	t.Parallel()
+	dsn := postgrestest.DSN(t)
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	db, err := migrations.OpenDB(dsn + sep + "pool_max_conns=3&pool_min_conns=1&pool_max_conn_lifetime=1h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := migrations.Up(t.Context(), db); err != nil {
+		t.Fatalf("Up with pool_* parameters in the URL: %v", err)
+	}
+}
+
+// A URL that does not parse is refused without repeating it: it may hold a
+// password.
+func TestOpenDBHidesBadURL(t *testing.T) {
+	t.Parallel()
+	_, err := migrations.OpenDB("postgres://wxidp:s3cret-pw@127.0.0.1:notaport/wxidp")
+	if err == nil || strings.Contains(err.Error(), "s3cret-pw") {
+		t.Fatalf("OpenDB of a malformed URL: %v, want an error that does not show the password", err)
+	}
+}
