@@ -78,7 +78,10 @@ func storeCalls(s *postgres.Store) map[string]func(context.Context) error {
 // when it is back (no restart, no new pool).
 func TestStoreOutage(t *testing.T) {
 	t.Parallel()
-	const timeout = 300 * time.Millisecond
+	// Long enough for the first call after a hang, which dials a new
+	// connection, to finish on a loaded machine (300 ms failed under the
+	// whole suite with -race).
+	const timeout = 600 * time.Millisecond
 	s, proxy := outageStore(t, timeout)
 	calls := storeCalls(s)
 	ctx := context.Background()

@@ -78,6 +78,9 @@ func (s *Store) create(ctx context.Context, t sessionTable, key string, r fosite
 		st.tx.queue("create "+t.what, t.insert, args...)
 		return nil
 	}
+	if deferWrite(ctx, t, args) { // a returning login's (fastlogin.go)
+		return nil
+	}
 	_, err = s.db(ctx).Exec(ctx, t.insert, args...)
 	return fositeErr("create "+t.what, err)
 }

@@ -11,7 +11,7 @@ import (
 
 // CreateAccessTokenSession stores the request behind an access token.
 func (s *Store) CreateAccessTokenSession(ctx context.Context, signature string, r fosite.Requester) error {
-	if st, inTx := txFrom(ctx); inTx || s.accessWriter == nil {
+	if st, inTx := txFrom(ctx); inTx || s.accessWriter == nil || ctx.Value(deferredKey{}) != nil {
 		if inTx {
 			st.accessCreated = append(st.accessCreated, signature)
 		}

@@ -1,0 +1,232 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/wxidp/wxidp/storage"
+)
+
+// The login of a returning user (a known identity whose unionid is already
+// recorded, or not reported: what linkSame covers) needs no transaction of
+// its own. Its user is read first (ReturningUser), the tokens are signed for
+// that user, and then one statement (loginWrite) updates the identity and
+// inserts the tokens only if the identity still belongs to that user and
+// the user is still enabled, read-locking the user (FOR SHARE) as linkSame
+// does: a disable or erasure either waits for the statement and then deletes
+// its tokens, or commits first and the statement writes nothing. Being one
+// statement, it is atomic, and statements of concurrent logins go in one
+// pipeline and one commit (batchwrite.go's pattern): a login costs a share
+// of two round trips instead of two of its own and a commit. A login the
+// statement did not write (the identity moved, the user was disabled or
+// erased meanwhile) takes the transactional path, which says why or links
+// anew.
+
+// returningUser reads the user linkSame would return, without writing or
+// locking anything.
+var returningUser = `SELECT u.id, ` + prefixed("u.", userColumns) + `
+	FROM wechat_identities i JOIN users u ON u.id = i.user_id
+	WHERE i.app_id = $1 AND i.open_id = $2 AND ($3::text IS NULL OR i.union_id = $3) AND u.disabled_at IS NULL`
+
+// ReturningUser returns the enabled user a login of id (its AppID, OpenID
+// and reported UnionID) would link to without taking the locked path, or
+// storage.ErrNotFound (unknown identity, a new unionid, a disabled user).
+func (s *Store) ReturningUser(ctx context.Context, id *storage.WeChatIdentity) (*storage.User, error) {
+	var (
+		u  storage.User
+		uc userCols
+	)
+	err := s.db(ctx).QueryRow(ctx, returningUser, id.AppID, id.OpenID, nullString(id.UnionID)).
+		Scan(append([]any{&u.ID}, uc.dest(&u)...)...)
+	if err != nil {
+		return nil, recordErr("returning user", err)
+	}
+	uc.fill(&u)
+	return &u, nil
+}
+
+// loginWrite is the one statement of a returning login: $1–$6 the
+// identity (app, openid, sealed session key, the user read before, the
+// reported unionid, the time), then the access token's record columns, then
+// (withRefresh) the refresh token's and its access_token_signature. The
+// user is locked before the identity, in the order erasure takes them.
+func loginWrite(withRefresh bool) string {
+	params := func(from, n int) string {
+		p := make([]string, n)
+		for i := range p {
+			p[i] = "$" + strconv.Itoa(from+i)
+		}
+		return strings.Join(p, ", ")
+	}
+	q := `WITH u AS (
+		SELECT id FROM users WHERE id = $4 AND disabled_at IS NULL FOR SHARE
+	), l AS (
+		UPDATE wechat_identities SET session_key = $3, updated_at = $6
+		WHERE app_id = $1 AND open_id = $2 AND user_id = (SELECT id FROM u)
+			AND ($5::text IS NULL OR union_id = $5)
+		RETURNING 1
+	), a AS (
+		INSERT INTO oauth2_access_tokens (` + recordColumns + `) SELECT ` + params(7, 12) + `
+		WHERE EXISTS (SELECT 1 FROM l)
+	)`
+	if withRefresh {
+		q += `, r AS (
+		INSERT INTO oauth2_refresh_tokens (` + recordColumns + `, access_token_signature) SELECT ` + params(19, 13) + `
+		WHERE EXISTS (SELECT 1 FROM l)
+	)`
+	}
+	return q + ` SELECT count(*) FROM l`
+}
+
+var (
+	loginWriteAccess  = loginWrite(false)
+	loginWriteRefresh = loginWrite(true)
+)
+
+// deferredKey carries a login's token writes (deferredWrites) in the context.
+type deferredKey struct{}
+
+// deferredWrites collects the token inserts of a returning login instead
+// of running them: they go in its loginWrite.
+type deferredWrites struct {
+	access, refresh []any
+	err             error // a write the statement cannot carry
+}
+
+// defer records the insert of t's row; false if ctx is not collecting.
+func deferWrite(ctx context.Context, t sessionTable, args []any) bool {
+	d, ok := ctx.Value(deferredKey{}).(*deferredWrites)
+	if !ok {
+		return false
+	}
+	switch {
+	case t.insert == accessTokens.insert && d.access == nil:
+		d.access = args
+	case t.insert == refreshTokens.insert && d.refresh == nil:
+		d.refresh = args
+	default:
+		d.err = fmt.Errorf("postgres: returning login: cannot defer a %s write", t.what)
+	}
+	return true
+}
+
+// ReturningLogin runs issue with the token writes deferred, then writes the
+// identity's new session key and the tokens in one statement, if id still
+// belongs to user and user is enabled. written is false when it did not
+// (nothing was written: the caller takes the transactional path and issues
+// again); issue's error is returned as it is.
+func (s *Store) ReturningLogin(ctx context.Context, id *storage.WeChatIdentity, user *storage.User, issue func(context.Context) error) (written bool, _ error) {
+	if _, inTx := txFrom(ctx); inTx {
+		return false, errors.New("postgres: returning login inside a transaction")
+	}
+	d := &deferredWrites{}
+	if err := issue(context.WithValue(ctx, deferredKey{}, d)); err != nil {
+		return false, err
+	}
+	if d.err != nil {
+		return false, d.err
+	}
+	if d.access == nil {
+		return false, errors.New("postgres: returning login without an access token")
+	}
+	args := append([]any{id.AppID, id.OpenID, id.SessionKey, user.ID, nullString(id.UnionID), now()}, d.access...)
+	sql := loginWriteAccess
+	if d.refresh != nil {
+		args, sql = append(args, d.refresh...), loginWriteRefresh
+	}
+	if knownDown(ctx) {
+		return false, errKnownUnavailable
+	}
+	p := &pendingLogin{key: codeKey{id.AppID, id.OpenID}, sql: sql, args: args, done: make(chan loginResult, 1)}
+	if s.logins.queue.add(p) {
+		go s.logins.run()
+	}
+	select {
+	case r := <-p.done:
+		return r.written, noteDown(ctx, r.err)
+	case <-ctx.Done():
+		return false, noteDown(ctx, recordErr("returning login", ctx.Err()))
+	}
+}
+
+type pendingLogin struct {
+	key  codeKey // app and openid: the batch's lock order
+	sql  string
+	args []any
+	done chan loginResult // buffered: the writer never waits on a caller
+}
+
+type loginResult struct {
+	written bool
+	err     error
+}
+
+type loginBatcher struct {
+	s     *Store
+	queue batchQueue[*pendingLogin]
+}
+
+func (b *loginBatcher) run() {
+	for batch := b.queue.take(); batch != nil; batch = b.queue.take() {
+		if err := b.write(batch); err != nil {
+			for _, p := range b.queue.drain() { // they would each wait out the outage in turn
+				p.done <- loginResult{err: err}
+			}
+		}
+	}
+}
+
+// write runs batch in one pipeline (one implicit transaction) and answers
+// its callers; it returns the error when the database was unavailable. Its
+// logins are sorted by identity, so two batches that share identities lock
+// them in the same order.
+func (b *loginBatcher) write(batch []*pendingLogin) error {
+	db := timed{q: b.s.pool, d: b.s.timeout}
+	slices.SortStableFunc(batch, func(x, y *pendingLogin) int {
+		return cmp.Or(cmp.Compare(x.key.appID, y.key.appID), cmp.Compare(x.key.hash, y.key.hash))
+	})
+	written, err := writeLogins(db, batch)
+	if err == nil || unavailable(err) || len(batch) == 1 {
+		err = recordErr("returning login", err)
+		for i, p := range batch {
+			p.done <- loginResult{written: err == nil && written[i], err: err}
+		}
+		return unavailableErr(err)
+	}
+	// One failed statement fails the whole pipeline: write them one by
+	// one, so each caller gets its own answer.
+	for _, p := range batch {
+		w, err := writeLogins(db, []*pendingLogin{p})
+		err = recordErr("returning login", err)
+		p.done <- loginResult{written: err == nil && w[0], err: err}
+	}
+	return nil
+}
+
+func writeLogins(db querier, batch []*pendingLogin) ([]bool, error) {
+	q := &pgx.Batch{}
+	for _, p := range batch {
+		q.Queue(p.sql, p.args...)
+	}
+	br := db.SendBatch(context.Background(), q)
+	written := make([]bool, len(batch))
+	var err error
+	for i := range batch {
+		var n int
+		if err = br.QueryRow().Scan(&n); err != nil {
+			break
+		}
+		written[i] = n == 1
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return written, err
+}

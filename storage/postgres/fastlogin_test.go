@@ -1,0 +1,186 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
+
+	"github.com/wxidp/wxidp/storage"
+	"github.com/wxidp/wxidp/storage/postgres"
+	"github.com/wxidp/wxidp/storage/postgres/postgrestest"
+)
+
+// returningLogin runs s.ReturningLogin for id and user, issuing access
+// token at and refresh token rt as a login does.
+func returningLogin(ctx context.Context, s *postgres.Store, client *storage.Client, id *storage.WeChatIdentity, user *storage.User, at, rt string) (bool, error) {
+	req := grantRequest(client, "grant-"+at)
+	req.Session.(*openid.DefaultSession).Subject = user.ID
+	return s.ReturningLogin(ctx, id, user, func(ctx context.Context) error {
+		if err := s.CreateAccessTokenSession(ctx, at, req); err != nil {
+			return err
+		}
+		return s.CreateRefreshTokenSession(ctx, rt, at, req)
+	})
+}
+
+// TestReturningLogin: a returning user's login writes its identity and
+// tokens in one statement only while the identity still belongs to the user
+// read before and the user is enabled; otherwise it writes nothing. Logins
+// of many users at once share round trips.
+func TestReturningLogin(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, rt := tracedStore(t)
+	client := &storage.Client{ID: "mp"}
+	if err := s.CreateClient(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+	link := func(openID, unionID string) (*storage.WeChatIdentity, *storage.User) {
+		t.Helper()
+		id := &storage.WeChatIdentity{AppID: "wxa", OpenID: openID, UnionID: unionID, SessionKey: []byte("k0")}
+		u, err := s.LinkWeChatIdentity(ctx, id, "user-"+openID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &storage.WeChatIdentity{AppID: "wxa", OpenID: openID, UnionID: unionID, SessionKey: []byte("k1")}, u
+	}
+	tokenExists := func(at string) bool {
+		_, err := s.GetAccessTokenSession(ctx, at, openid.NewDefaultSession())
+		if err != nil && !errors.Is(err, fosite.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+
+	id, user := link("o-1", "union-1")
+	if u, err := s.ReturningUser(ctx, id); err != nil || u.ID != user.ID {
+		t.Fatalf("ReturningUser: %v, %v, want %s", u, err, user.ID)
+	}
+	written, err := returningLogin(ctx, s, client, id, user, "at-1", "rt-1")
+	if err != nil || !written {
+		t.Fatalf("ReturningLogin: written %v, %v", written, err)
+	}
+	if !tokenExists("at-1") {
+		t.Error("the access token of a written login is missing")
+	}
+	if _, err := s.GetRefreshTokenSession(ctx, "rt-1", openid.NewDefaultSession()); err != nil {
+		t.Errorf("the refresh token of a written login: %v", err)
+	}
+	if got, err := s.GetWeChatIdentity(ctx, "wxa", "o-1"); err != nil || string(got.SessionKey) != "k1" {
+		t.Errorf("session key after the login: %v, %v, want k1", got, err)
+	}
+
+	// Not written, nothing left behind: another user read before, a
+	// unionid the identity does not hold, an unknown identity.
+	for _, c := range []struct {
+		name string
+		id   *storage.WeChatIdentity
+		user *storage.User
+	}{
+		{"another user", id, &storage.User{ID: "user-other"}},
+		{"new unionid", &storage.WeChatIdentity{AppID: "wxa", OpenID: "o-1", UnionID: "union-2"}, user},
+		{"unknown identity", &storage.WeChatIdentity{AppID: "wxa", OpenID: "o-404"}, user},
+	} {
+		at := "at-" + c.name
+		if written, err := returningLogin(ctx, s, client, c.id, c.user, at, "rt-"+c.name); err != nil || written {
+			t.Errorf("%s: written %v, %v, want nothing written", c.name, written, err)
+		}
+		if tokenExists(at) {
+			t.Errorf("%s: a token was stored", c.name)
+		}
+	}
+	if _, err := s.ReturningUser(ctx, &storage.WeChatIdentity{AppID: "wxa", OpenID: "o-1", UnionID: "union-2"}); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("ReturningUser with a new unionid: %v, want ErrNotFound", err)
+	}
+
+	// Disabled between the read and the write: nothing written.
+	if _, err := s.SetUserDisabled(ctx, user.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if written, err := returningLogin(ctx, s, client, id, user, "at-disabled", "rt-disabled"); err != nil || written {
+		t.Errorf("login of a disabled user: written %v, %v, want nothing written", written, err)
+	}
+	if tokenExists("at-disabled") {
+		t.Error("a disabled user's login stored a token")
+	}
+	if _, err := s.ReturningUser(ctx, id); !errors.Is(err, storage.ErrNotFound) {
+		t.Errorf("ReturningUser of a disabled user: %v, want ErrNotFound", err)
+	}
+
+	// Many users at once.
+	const n = 64
+	ids, users := make([]*storage.WeChatIdentity, n), make([]*storage.User, n)
+	for i := range n {
+		ids[i], users[i] = link(fmt.Sprintf("o-many-%d", i), "")
+	}
+	checkBatched(t, rt, n, func(i int) error {
+		written, err := returningLogin(ctx, s, client, ids[i], users[i], fmt.Sprintf("at-many-%d", i), fmt.Sprintf("rt-many-%d", i))
+		if err != nil || !written {
+			return fmt.Errorf("login %d: written %v, %v", i, written, err)
+		}
+		return nil
+	})
+	for i := range n {
+		if !tokenExists(fmt.Sprintf("at-many-%d", i)) {
+			t.Errorf("login %d: its access token is missing", i)
+		}
+	}
+}
+
+// TestReturningLoginRacesDisable: returning logins racing a disable leave
+// no token behind once the disable has returned: each login either wrote
+// before it (and the disable deleted its tokens) or wrote nothing.
+func TestReturningLoginRacesDisable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool, _ := postgrestest.NewStore(t)
+	client := &storage.Client{ID: "mp"}
+	if err := s.CreateClient(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 4 {
+		openID := fmt.Sprintf("o-race-%d", round)
+		id := &storage.WeChatIdentity{AppID: "wxa", OpenID: openID, SessionKey: []byte("k")}
+		user, err := s.LinkWeChatIdentity(ctx, id, "user-"+openID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const logins = 16
+		errs := make(chan error, logins+1)
+		var wg sync.WaitGroup
+		for i := range logins {
+			wg.Go(func() {
+				at := fmt.Sprintf("at-%d-%d", round, i)
+				if _, err := returningLogin(ctx, s, client, id, user, at, "rt"+at[2:]); err != nil {
+					errs <- fmt.Errorf("login %s: %v", at, err)
+				}
+			})
+			if i == logins/2 {
+				wg.Go(func() {
+					if _, err := s.SetUserDisabled(ctx, user.ID, true); err != nil {
+						errs <- fmt.Errorf("disable: %v", err)
+					}
+				})
+			}
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		var left int
+		err = pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM oauth2_access_tokens WHERE subject = $1)
+			+ (SELECT count(*) FROM oauth2_refresh_tokens WHERE subject = $1 AND active)`, user.ID).Scan(&left)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left != 0 {
+			t.Errorf("round %d: %d tokens of the disabled user left", round, left)
+		}
+	}
+}
