@@ -29,27 +29,98 @@ import (
 // erased meanwhile) takes the transactional path, which says why or links
 // anew.
 
-// returningUser reads the user linkSame would return, without writing or
-// locking anything.
-var returningUser = `SELECT u.id, ` + prefixed("u.", userColumns) + `
-	FROM wechat_identities i JOIN users u ON u.id = i.user_id
-	WHERE i.app_id = $1 AND i.open_id = $2 AND ($3::text IS NULL OR i.union_id = $3) AND u.disabled_at IS NULL`
+// returningUsers reads, for each identity of the batch (app, openid,
+// reported unionid; n its place), the user linkSame would return, without
+// writing or locking anything. Identities without such a user are absent.
+var returningUsers = `SELECT c.n, u.id, ` + prefixed("u.", userColumns) + `
+	FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS c (app_id, open_id, union_id, n)
+	JOIN wechat_identities i ON i.app_id = c.app_id AND i.open_id = c.open_id
+		AND (c.union_id IS NULL OR i.union_id = c.union_id)
+	JOIN users u ON u.id = i.user_id AND u.disabled_at IS NULL`
 
 // ReturningUser returns the enabled user a login of id (its AppID, OpenID
 // and reported UnionID) would link to without taking the locked path, or
 // storage.ErrNotFound (unknown identity, a new unionid, a disabled user).
+// Concurrent calls are read in batches, as access tokens are
+// (batchread.go).
 func (s *Store) ReturningUser(ctx context.Context, id *storage.WeChatIdentity) (*storage.User, error) {
-	var (
-		u  storage.User
-		uc userCols
-	)
-	err := s.db(ctx).QueryRow(ctx, returningUser, id.AppID, id.OpenID, nullString(id.UnionID)).
-		Scan(append([]any{&u.ID}, uc.dest(&u)...)...)
-	if err != nil {
-		return nil, recordErr("returning user", err)
+	if knownDown(ctx) {
+		return nil, errKnownUnavailable
 	}
-	uc.fill(&u)
-	return &u, nil
+	p := &pendingUser{id: id, done: make(chan userResult, 1)}
+	if s.users.queue.add(p) {
+		go s.users.run()
+	}
+	select {
+	case r := <-p.done:
+		if r.err != nil {
+			return nil, noteDown(ctx, r.err)
+		}
+		if r.user == nil {
+			return nil, fmt.Errorf("postgres: returning user: %w", storage.ErrNotFound)
+		}
+		return r.user, nil
+	case <-ctx.Done():
+		return nil, noteDown(ctx, recordErr("returning user", ctx.Err()))
+	}
+}
+
+type pendingUser struct {
+	id   *storage.WeChatIdentity
+	done chan userResult // buffered: the reader never waits on a caller
+}
+
+type userResult struct {
+	user *storage.User // nil: none
+	err  error
+}
+
+type userBatcher struct {
+	s     *Store
+	queue batchQueue[*pendingUser]
+}
+
+func (b *userBatcher) run() {
+	for batch := b.queue.take(); batch != nil; batch = b.queue.take() {
+		users, err := b.read(batch)
+		err = recordErr("returning user", err)
+		for i, p := range batch {
+			p.done <- userResult{user: users[i], err: err}
+		}
+	}
+}
+
+// read answers batch with one statement: each caller gets its own copy.
+func (b *userBatcher) read(batch []*pendingUser) ([]*storage.User, error) {
+	apps, openIDs, unionIDs := make([]string, len(batch)), make([]string, len(batch)), make([]*string, len(batch))
+	for i, p := range batch {
+		apps[i], openIDs[i] = p.id.AppID, p.id.OpenID
+		if p.id.UnionID != "" {
+			unionIDs[i] = &p.id.UnionID
+		}
+	}
+	users := make([]*storage.User, len(batch))
+	rows, err := timed{q: b.s.pool, d: b.s.timeout}.Query(context.Background(), returningUsers, apps, openIDs, unionIDs)
+	if err != nil {
+		return users, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			n  int64
+			u  storage.User
+			uc userCols
+		)
+		if err := rows.Scan(append([]any{&n, &u.ID}, uc.dest(&u)...)...); err != nil {
+			return make([]*storage.User, len(batch)), err
+		}
+		if n < 1 || n > int64(len(batch)) {
+			return make([]*storage.User, len(batch)), fmt.Errorf("row for identity %d of %d", n, len(batch))
+		}
+		uc.fill(&u)
+		users[n-1] = &u
+	}
+	return users, rows.Err()
 }
 
 // loginWrite is the one statement of a returning login: $1–$6 the

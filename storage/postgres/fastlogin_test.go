@@ -118,6 +118,19 @@ func TestReturningLogin(t *testing.T) {
 	for i := range n {
 		ids[i], users[i] = link(fmt.Sprintf("o-many-%d", i), "")
 	}
+	checkBatched(t, rt, 2*n, func(i int) error { // and as many unknown identities
+		id := &storage.WeChatIdentity{AppID: "wxa", OpenID: fmt.Sprintf("o-many-%d", i)}
+		u, err := s.ReturningUser(ctx, id)
+		switch {
+		case i >= n:
+			if !errors.Is(err, storage.ErrNotFound) {
+				return fmt.Errorf("ReturningUser(%s, unknown): %v, %v, want ErrNotFound", id.OpenID, u, err)
+			}
+		case err != nil || u.ID != users[i].ID:
+			return fmt.Errorf("ReturningUser(%s): %v, %v, want %s", id.OpenID, u, err, users[i].ID)
+		}
+		return nil
+	})
 	checkBatched(t, rt, n, func(i int) error {
 		written, err := returningLogin(ctx, s, client, ids[i], users[i], fmt.Sprintf("at-many-%d", i), fmt.Sprintf("rt-many-%d", i))
 		if err != nil || !written {

@@ -57,6 +57,20 @@ func storeCalls(s *postgres.Store) map[string]func(context.Context) error {
 			}
 			return err
 		},
+		// A returning login's read and write, batched too.
+		"returning user": func(ctx context.Context) error {
+			_, err := s.ReturningUser(ctx, &storage.WeChatIdentity{AppID: "wxapp", OpenID: "nobody"})
+			if errors.Is(err, storage.ErrNotFound) {
+				return nil
+			}
+			return err
+		},
+		"returning login": func(ctx context.Context) error {
+			req := grantRequest(&storage.Client{ID: "mp"}, "grant-"+time.Now().Format("150405.000000000"))
+			_, err := s.ReturningLogin(ctx, &storage.WeChatIdentity{AppID: "wxapp", OpenID: "nobody"}, &storage.User{ID: "nobody"},
+				func(ctx context.Context) error { return s.CreateAccessTokenSession(ctx, "at-"+req.ID, req) })
+			return err
+		},
 		// BEGIN goes with a transaction's first statement.
 		"begin": func(ctx context.Context) error {
 			tx, err := s.BeginTX(ctx)

@@ -38,7 +38,9 @@ type Store struct {
 	// claims batches wx.login code claims made outside a transaction
 	// (batchclaim.go).
 	claims *claimBatcher
-	// logins batches the writes of returning logins (fastlogin.go).
+	// users and logins batch the reads and writes of returning logins
+	// (fastlogin.go).
+	users  *userBatcher
 	logins *loginBatcher
 	// unsettled tracks refresh rotations whose COMMIT had an unknown
 	// outcome (unsettled.go).
@@ -79,6 +81,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s.accessReader = newGetBatcher(s, accessTokens, nil)
 	s.refreshReader = newGetBatcher(s, refreshTokens, func() []any { return []any{s.graceCutoff(s.clockNow())} })
 	s.claims = &claimBatcher{s: s}
+	s.users = &userBatcher{s: s}
 	s.logins = &loginBatcher{s: s}
 	for _, o := range opts {
 		o(s)
