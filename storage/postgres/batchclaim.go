@@ -119,9 +119,14 @@ func (b *claimBatcher) write(batch []*pendingClaim) error {
 	// Anything else (a deadlock with another process's batch, say) fails
 	// the whole statement: claim them one by one, so each caller gets its
 	// own code's answer.
-	for _, p := range batch {
+	for i, p := range batch {
 		won, err := claimMany(context.Background(), db, []*pendingClaim{p})
-		answerClaims([]*pendingClaim{p}, won, recordErr("claim wechat code", err))
+		err = recordErr("claim wechat code", err)
+		answerClaims([]*pendingClaim{p}, won, err)
+		if unavailable(err) { // the rest would each wait it out
+			answerClaims(batch[i+1:], nil, err)
+			return err
+		}
 	}
 	return nil
 }

@@ -86,12 +86,16 @@ func (b *getBatcher) get(ctx context.Context, key string) (*scannedToken, error)
 // run reads batches until nothing is pending, then ends.
 func (b *getBatcher) run() {
 	for batch := b.queue.take(); batch != nil; batch = b.queue.take() {
-		b.read(batch)
+		if err := b.read(batch); unavailable(err) {
+			for _, p := range b.queue.drain() { // they would each wait out the outage in turn
+				p.done <- getResult{err: err}
+			}
+		}
 	}
 }
 
-// read answers batch with one statement.
-func (b *getBatcher) read(batch []*pendingGet) {
+// read answers batch with one statement, and returns the error it met.
+func (b *getBatcher) read(batch []*pendingGet) error {
 	keys := make([]string, len(batch))
 	for i, p := range batch {
 		keys[i] = p.key
@@ -130,6 +134,7 @@ func (b *getBatcher) read(batch []*pendingGet) {
 	for i, p := range batch {
 		p.done <- getResult{row: rows[i], err: err}
 	}
+	return err
 }
 
 // clone copies everything a caller rebuilding its request could change.

@@ -19,9 +19,10 @@ import (
 // its own. Its user is read first (ReturningUser), the tokens are signed for
 // that user, and then one statement (loginWrite) updates the identity and
 // inserts the tokens only if the identity still belongs to that user and
-// the user is still enabled, read-locking the user (FOR SHARE) as linkSame
-// does: a disable or erasure either waits for the statement and then deletes
-// its tokens, or commits first and the statement writes nothing. Being one
+// the user is still enabled, locking the identity and then the user (FOR
+// SHARE) as linkSame does: a disable or erasure either waits for the
+// statement and then deletes its tokens, or commits first and the statement
+// writes nothing. Being one
 // statement, it is atomic, and statements of concurrent logins go in one
 // pipeline and one commit (batchwrite.go's pattern): a login costs a share
 // of two round trips instead of two of its own and a commit. A login the
@@ -87,6 +88,11 @@ func (b *userBatcher) run() {
 		for i, p := range batch {
 			p.done <- userResult{user: users[i], err: err}
 		}
+		if unavailable(err) {
+			for _, p := range b.queue.drain() { // they would each wait out the outage in turn
+				p.done <- userResult{err: err}
+			}
+		}
 	}
 }
 
@@ -126,8 +132,12 @@ func (b *userBatcher) read(batch []*pendingUser) ([]*storage.User, error) {
 // loginWrite is the one statement of a returning login: $1–$6 the
 // identity (app, openid, sealed session key, the user read before, the
 // reported unionid, the time), then the access token's record columns, then
-// (withRefresh) the refresh token's and its access_token_signature. The
-// user is locked before the identity, in the order erasure takes them.
+// (withRefresh) the refresh token's and its access_token_signature. Locks
+// are taken as linkSame and erasure take them, the identity first (i, FOR
+// UPDATE, only if it still belongs to the user and holds the unionid), then
+// the user (u, FOR SHARE, only if enabled: after waiting for a disable, the
+// row is read again and found disabled); only then are the identity and the
+// tokens written, so a login that is refused writes nothing at all.
 func loginWrite(withRefresh bool) string {
 	params := func(from, n int) string {
 		p := make([]string, n)
@@ -136,12 +146,15 @@ func loginWrite(withRefresh bool) string {
 		}
 		return strings.Join(p, ", ")
 	}
-	q := `WITH u AS (
-		SELECT id FROM users WHERE id = $4 AND disabled_at IS NULL FOR SHARE
+	q := `WITH i AS (
+		SELECT 1 FROM wechat_identities
+		WHERE app_id = $1 AND open_id = $2 AND user_id = $4 AND ($5::text IS NULL OR union_id = $5)
+		FOR UPDATE
+	), u AS (
+		SELECT 1 FROM users WHERE id = $4 AND disabled_at IS NULL AND EXISTS (SELECT 1 FROM i) FOR SHARE
 	), l AS (
 		UPDATE wechat_identities SET session_key = $3, updated_at = $6
-		WHERE app_id = $1 AND open_id = $2 AND user_id = (SELECT id FROM u)
-			AND ($5::text IS NULL OR union_id = $5)
+		WHERE app_id = $1 AND open_id = $2 AND EXISTS (SELECT 1 FROM u)
 		RETURNING 1
 	), a AS (
 		INSERT INTO oauth2_access_tokens (` + recordColumns + `) SELECT ` + params(7, 12) + `
@@ -257,7 +270,9 @@ func (b *loginBatcher) run() {
 // write runs batch in one pipeline (one implicit transaction) and answers
 // its callers; it returns the error when the database was unavailable. Its
 // logins are sorted by identity, so two batches that share identities lock
-// them in the same order.
+// them in the same order. A statement that failed for any other reason (a
+// deadlock, say) wrote nothing: its caller is answered "not written", and
+// the transactional path decides.
 func (b *loginBatcher) write(batch []*pendingLogin) error {
 	db := timed{q: b.s.pool, d: b.s.timeout}
 	slices.SortStableFunc(batch, func(x, y *pendingLogin) int {
@@ -265,20 +280,33 @@ func (b *loginBatcher) write(batch []*pendingLogin) error {
 	})
 	written, err := writeLogins(db, batch)
 	if err == nil || unavailable(err) || len(batch) == 1 {
-		err = recordErr("returning login", err)
-		for i, p := range batch {
-			p.done <- loginResult{written: err == nil && written[i], err: err}
-		}
-		return unavailableErr(err)
+		return answerLogins(batch, written, err)
 	}
 	// One failed statement fails the whole pipeline: write them one by
 	// one, so each caller gets its own answer.
-	for _, p := range batch {
+	for i, p := range batch {
 		w, err := writeLogins(db, []*pendingLogin{p})
-		err = recordErr("returning login", err)
-		p.done <- loginResult{written: err == nil && w[0], err: err}
+		if err := answerLogins([]*pendingLogin{p}, w, err); err != nil {
+			for _, q := range batch[i+1:] { // an outage: the rest would each wait it out
+				q.done <- loginResult{err: err}
+			}
+			return err
+		}
 	}
 	return nil
+}
+
+// answerLogins answers batch after writeLogins returned written, err, and
+// returns the answer's error if it is an outage.
+func answerLogins(batch []*pendingLogin, written []bool, err error) error {
+	if err != nil && !unavailable(err) {
+		written, err = nil, nil
+	}
+	err = recordErr("returning login", err)
+	for i, p := range batch {
+		p.done <- loginResult{written: err == nil && i < len(written) && written[i], err: err}
+	}
+	return err
 }
 
 func writeLogins(db querier, batch []*pendingLogin) ([]bool, error) {

@@ -98,6 +98,18 @@ func TestReturningLogin(t *testing.T) {
 		t.Errorf("ReturningUser with a new unionid: %v, want ErrNotFound", err)
 	}
 
+	// A statement that fails (here an access token already stored) wrote
+	// nothing: "not written", for the transactional path to decide, not an
+	// error that would answer the login by itself.
+	id.SessionKey = []byte("k-failed")
+	if written, err := returningLogin(ctx, s, client, id, user, "at-1", "rt-dup"); err != nil || written {
+		t.Errorf("login whose statement fails: written %v, %v, want not written and no error", written, err)
+	}
+	if got, err := s.GetWeChatIdentity(ctx, "wxa", "o-1"); err != nil || string(got.SessionKey) != "k1" {
+		t.Errorf("session key after a failed statement: %v, %v, want k1 still", got, err)
+	}
+	id.SessionKey = []byte("k1")
+
 	// Disabled between the read and the write: nothing written.
 	if _, err := s.SetUserDisabled(ctx, user.ID, true); err != nil {
 		t.Fatal(err)
@@ -145,10 +157,11 @@ func TestReturningLogin(t *testing.T) {
 	}
 }
 
-// TestReturningLoginRacesDisable: returning logins racing a disable leave
-// no token behind once the disable has returned: each login either wrote
-// before it (and the disable deleted its tokens) or wrote nothing.
-func TestReturningLoginRacesDisable(t *testing.T) {
+// TestReturningLoginRaces: returning logins racing a disable or an erasure
+// leave no token behind once it has returned (each login either wrote
+// before it, and it deleted the login's tokens, or wrote nothing), and
+// neither side fails: they take their locks in the same order.
+func TestReturningLoginRaces(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, pool, _ := postgrestest.NewStore(t)
@@ -156,44 +169,61 @@ func TestReturningLoginRacesDisable(t *testing.T) {
 	if err := s.CreateClient(ctx, client); err != nil {
 		t.Fatal(err)
 	}
-	for round := range 4 {
-		openID := fmt.Sprintf("o-race-%d", round)
-		id := &storage.WeChatIdentity{AppID: "wxa", OpenID: openID, SessionKey: []byte("k")}
-		user, err := s.LinkWeChatIdentity(ctx, id, "user-"+openID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		const logins = 16
-		errs := make(chan error, logins+1)
-		var wg sync.WaitGroup
-		for i := range logins {
-			wg.Go(func() {
-				at := fmt.Sprintf("at-%d-%d", round, i)
-				if _, err := returningLogin(ctx, s, client, id, user, at, "rt"+at[2:]); err != nil {
-					errs <- fmt.Errorf("login %s: %v", at, err)
-				}
-			})
-			if i == logins/2 {
+	ops := map[string]func(userID string) error{
+		"disable": func(userID string) error { _, err := s.SetUserDisabled(ctx, userID, true); return err },
+		"erase":   func(userID string) error { return s.EraseUser(ctx, userID) },
+	}
+	for name, op := range ops {
+		for round := range 4 {
+			openID := fmt.Sprintf("o-%s-%d", name, round)
+			id := &storage.WeChatIdentity{AppID: "wxa", OpenID: openID, SessionKey: []byte("k")}
+			user, err := s.LinkWeChatIdentity(ctx, id, "user-"+openID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The same user's identity in another app, so one batch
+			// can hold two of its identities.
+			id2 := &storage.WeChatIdentity{AppID: "wxb", OpenID: openID}
+			if _, err := pool.Exec(ctx, `INSERT INTO wechat_identities (app_id, open_id, user_id, created_at, updated_at)
+				VALUES ($1, $2, $3, now(), now())`, id2.AppID, id2.OpenID, user.ID); err != nil {
+				t.Fatal(err)
+			}
+			const logins = 16
+			errs := make(chan error, logins+1)
+			var wg sync.WaitGroup
+			for i := range logins {
 				wg.Go(func() {
-					if _, err := s.SetUserDisabled(ctx, user.ID, true); err != nil {
-						errs <- fmt.Errorf("disable: %v", err)
+					login := id
+					if i%2 == 1 {
+						login = id2
+					}
+					at := fmt.Sprintf("at-%s-%d-%d", name, round, i)
+					if _, err := returningLogin(ctx, s, client, login, user, at, "rt"+at[2:]); err != nil {
+						errs <- fmt.Errorf("login %s: %v", at, err)
 					}
 				})
+				if i == logins/2 {
+					wg.Go(func() {
+						if err := op(user.ID); err != nil {
+							errs <- fmt.Errorf("%s: %v", name, err)
+						}
+					})
+				}
 			}
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
-		var left int
-		err = pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM oauth2_access_tokens WHERE subject = $1)
-			+ (SELECT count(*) FROM oauth2_refresh_tokens WHERE subject = $1 AND active)`, user.ID).Scan(&left)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if left != 0 {
-			t.Errorf("round %d: %d tokens of the disabled user left", round, left)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+			var left int
+			err = pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM oauth2_access_tokens WHERE subject = $1)
+				+ (SELECT count(*) FROM oauth2_refresh_tokens WHERE subject = $1 AND active)`, user.ID).Scan(&left)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if left != 0 {
+				t.Errorf("%s, round %d: %d tokens of the user left", name, round, left)
+			}
 		}
 	}
 }

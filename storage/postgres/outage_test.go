@@ -3,6 +3,9 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,5 +173,54 @@ func TestStoreFailFast(t *testing.T) {
 	proxy.Up()
 	if _, err := s.ListClients(storage.FailFast(context.Background())); err != nil {
 		t.Errorf("a new request after the database came back: %v", err)
+	}
+}
+
+// TestBatchedCallsOutageBacklog: when the database hangs, a backlog of
+// batched calls is answered ErrUnavailable after about one deadline, not one
+// deadline per batch in turn (a request carries no deadline of its own).
+func TestBatchedCallsOutageBacklog(t *testing.T) {
+	t.Parallel()
+	const timeout = 500 * time.Millisecond
+	s, proxy := outageStore(t, timeout)
+	ctx := context.Background()
+	calls := map[string]func(i int) error{
+		"refresh lookup": func(i int) error {
+			_, err := s.GetRefreshTokenSession(ctx, fmt.Sprintf("rt-%d", i), nil)
+			return err
+		},
+		"returning user": func(i int) error {
+			_, err := s.ReturningUser(ctx, &storage.WeChatIdentity{AppID: "wxapp", OpenID: fmt.Sprintf("o-%d", i)})
+			return err
+		},
+		"claim": func(i int) error {
+			return s.ClaimWeChatCode(ctx, "wxapp", fmt.Sprintf("backlog-%d", i), time.Now().Add(time.Minute))
+		},
+	}
+	for name, call := range calls {
+		_ = call(-1) // a connection, warm
+		proxy.Hang()
+		const n = 640 // ten full batches
+		start := time.Now()
+		var wg sync.WaitGroup
+		var wrong atomic.Int32
+		for i := range n {
+			wg.Go(func() {
+				if err := call(i); !errors.Is(err, storage.ErrUnavailable) {
+					wrong.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		took := time.Since(start)
+		proxy.Up()
+		if w := wrong.Load(); w > 0 {
+			t.Errorf("%s: %d of %d calls did not answer ErrUnavailable", name, w, n)
+		}
+		if took > 3*timeout {
+			t.Errorf("%s: %d calls took %v to fail with a %v deadline, want about one deadline", name, n, took, timeout)
+		} else {
+			t.Logf("%s: %d calls failed in %v", name, n, took)
+		}
 	}
 }

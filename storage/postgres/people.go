@@ -221,8 +221,11 @@ func (s *Store) SetUserProfile(ctx context.Context, id string, p storage.Profile
 func (s *Store) EraseUser(ctx context.Context, id string) error {
 	err := s.inTx(ctx, func(ctx context.Context, tx querier) error {
 		// A login locks its identity row, then the user (FOR SHARE): lock
-		// in the same order, or an erasure and a login deadlock.
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM wechat_identities WHERE user_id = $1 FOR UPDATE`, id); err != nil {
+		// in the same order, or an erasure and a login deadlock; the
+		// identities in the order a batch of returning logins takes them
+		// (fastlogin.go).
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM wechat_identities WHERE user_id = $1
+			ORDER BY app_id, open_id FOR UPDATE`, id); err != nil {
 			return err
 		}
 		var one int
