@@ -22,13 +22,12 @@ import (
 // the user is still enabled, locking the identity and then the user (FOR
 // SHARE) as linkSame does: a disable or erasure either waits for the
 // statement and then deletes its tokens, or commits first and the statement
-// writes nothing. Being one
-// statement, it is atomic, and statements of concurrent logins go in one
-// pipeline and one commit (batchwrite.go's pattern): a login costs a share
-// of two round trips instead of two of its own and a commit. A login the
-// statement did not write (the identity moved, the user was disabled or
-// erased meanwhile) takes the transactional path, which says why or links
-// anew.
+// writes nothing. Being one statement, it is atomic, and statements of
+// concurrent logins go in one pipeline and one commit (batchwrite.go's
+// pattern): a login costs a share of two round trips instead of three of
+// its own and a commit. A login the statement did not write (the identity
+// moved, the user was disabled or erased meanwhile) takes the transactional
+// path, which says why or links anew.
 
 // returningUsers reads, for each identity of the batch (app, openid,
 // reported unionid; n its place), the user linkSame would return, without
@@ -184,7 +183,7 @@ type deferredWrites struct {
 	err             error // a write the statement cannot carry
 }
 
-// defer records the insert of t's row; false if ctx is not collecting.
+// deferWrite records the insert of t's row; false if ctx is not collecting.
 func deferWrite(ctx context.Context, t sessionTable, args []any) bool {
 	d, ok := ctx.Value(deferredKey{}).(*deferredWrites)
 	if !ok {
