@@ -84,15 +84,11 @@ func (b *claimBatcher) claim(ctx context.Context, key codeKey, expires time.Time
 		return errKnownUnavailable
 	}
 	p := &pendingClaim{key: key, expires: expires, done: make(chan error, 1)}
-	if b.queue.add(p) {
-		go b.run()
+	err, ok := submit(ctx, &b.queue, b.run, p, p.done)
+	if !ok {
+		err = recordErr("claim wechat code", ctx.Err())
 	}
-	select {
-	case err := <-p.done:
-		return noteDown(ctx, err)
-	case <-ctx.Done():
-		return noteDown(ctx, recordErr("claim wechat code", ctx.Err()))
-	}
+	return noteDown(ctx, err)
 }
 
 // run writes batches until nothing is pending, then ends.

@@ -1,6 +1,9 @@
 package postgres
 
-import "sync"
+import (
+	"context"
+	"sync"
+)
 
 // batchQueue is the pending work of a batcher (batchwrite.go, batchread.go):
 // callers add to it and start a runner while fewer than maxWriters run;
@@ -49,4 +52,20 @@ func (q *batchQueue[T]) drain() []T {
 	p := q.pending
 	q.pending = nil
 	return p
+}
+
+// submit queues p on q, starting run when a runner is due, and waits for
+// p's answer on done. ok is false if ctx ended first; p is answered anyway
+// (its runner never waits on a caller), and the caller says what that
+// means for its work.
+func submit[T, R any](ctx context.Context, q *batchQueue[T], run func(), p T, done <-chan R) (r R, ok bool) {
+	if q.add(p) {
+		go run()
+	}
+	select {
+	case r = <-done:
+		return r, true
+	case <-ctx.Done():
+		return r, false
+	}
 }

@@ -64,23 +64,18 @@ func (b *getBatcher) get(ctx context.Context, key string) (*scannedToken, error)
 		return nil, errKnownUnavailable
 	}
 	p := &pendingGet{key: key, done: make(chan getResult, 1)}
-	if b.queue.add(p) {
-		go b.run()
-	}
-	select {
-	case r := <-p.done:
-		if r.err != nil {
-			return nil, noteDown(ctx, r.err)
-		}
-		if r.row == nil {
-			return nil, fosite.ErrNotFound
-		}
-		return r.row, nil
-	case <-ctx.Done():
+	r, ok := submit(ctx, &b.queue, b.run, p, p.done)
+	switch {
+	case !ok:
 		// A deadline is an outage (503), as on the unbatched path; a
 		// caller that went away stays context.Canceled.
 		return nil, noteDown(ctx, fositeErr("get "+b.table.what, ctx.Err()))
+	case r.err != nil:
+		return nil, noteDown(ctx, r.err)
+	case r.row == nil:
+		return nil, fosite.ErrNotFound
 	}
+	return r.row, nil
 }
 
 // run reads batches until nothing is pending, then ends.

@@ -45,15 +45,11 @@ func newInsertBatcher(s *Store, t sessionTable) *insertBatcher {
 // nobody holds, as when an answer is lost after a commit.
 func (b *insertBatcher) insert(ctx context.Context, args []any) error {
 	p := &pendingInsert{args: args, done: make(chan error, 1)}
-	if b.queue.add(p) {
-		go b.run()
-	}
-	select {
-	case err := <-p.done:
-		return noteDown(ctx, err)
-	case <-ctx.Done():
+	err, ok := submit(ctx, &b.queue, b.run, p, p.done)
+	if !ok {
 		return ctx.Err()
 	}
+	return noteDown(ctx, err)
 }
 
 // run writes batches until nothing is pending, then ends.

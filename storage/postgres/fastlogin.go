@@ -48,21 +48,16 @@ func (s *Store) ReturningUser(ctx context.Context, id *storage.WeChatIdentity) (
 		return nil, errKnownUnavailable
 	}
 	p := &pendingUser{id: id, done: make(chan userResult, 1)}
-	if s.users.queue.add(p) {
-		go s.users.run()
-	}
-	select {
-	case r := <-p.done:
-		if r.err != nil {
-			return nil, noteDown(ctx, r.err)
-		}
-		if r.user == nil {
-			return nil, fmt.Errorf("postgres: returning user: %w", storage.ErrNotFound)
-		}
-		return r.user, nil
-	case <-ctx.Done():
+	r, ok := submit(ctx, &s.users.queue, s.users.run, p, p.done)
+	switch {
+	case !ok:
 		return nil, noteDown(ctx, recordErr("returning user", ctx.Err()))
+	case r.err != nil:
+		return nil, noteDown(ctx, r.err)
+	case r.user == nil:
+		return nil, fmt.Errorf("postgres: returning user: %w", storage.ErrNotFound)
 	}
+	return r.user, nil
 }
 
 type pendingUser struct {
@@ -228,15 +223,11 @@ func (s *Store) ReturningLogin(ctx context.Context, id *storage.WeChatIdentity, 
 		return false, errKnownUnavailable
 	}
 	p := &pendingLogin{key: codeKey{id.AppID, id.OpenID}, sql: sql, args: args, done: make(chan loginResult, 1)}
-	if s.logins.queue.add(p) {
-		go s.logins.run()
-	}
-	select {
-	case r := <-p.done:
-		return r.written, noteDown(ctx, r.err)
-	case <-ctx.Done():
+	r, ok := submit(ctx, &s.logins.queue, s.logins.run, p, p.done)
+	if !ok {
 		return false, noteDown(ctx, recordErr("returning login", ctx.Err()))
 	}
+	return r.written, noteDown(ctx, r.err)
 }
 
 type pendingLogin struct {
