@@ -15,6 +15,7 @@ import (
 
 	"github.com/wxidp/wxidp/audit"
 	"github.com/wxidp/wxidp/provider/apptoken"
+	"github.com/wxidp/wxidp/provider/refresh"
 	"github.com/wxidp/wxidp/provider/scan"
 	"github.com/wxidp/wxidp/storage"
 )
@@ -164,7 +165,8 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		compose.OpenIDConnectExplicitFactory,
 		compose.OAuth2PKCEFactory,
 		// fosite's order: the OAuth2 refresh handler before the OIDC one.
-		compose.OAuth2RefreshTokenGrantFactory,
+		// Its tokens are written by the store's fast path, if it has one.
+		refresh.Factory(d.Store),
 		// After the code and refresh handlers load the session, before the
 		// OIDC refresh handler signs: disabled users, fresh user claims.
 		compose.OpenIDConnectRefreshFactory,

@@ -17,8 +17,9 @@
 // leases and identity linking rely on it.
 //
 // Outside a transaction, the hottest single statements are batched across
-// concurrent callers (batchwrite.go, batchread.go, batchclaim.go, and a
-// returning user's login, fastlogin.go): one
+// concurrent callers (batchwrite.go, batchread.go, batchclaim.go, a
+// returning user's login, fastlogin.go, and a refresh rotation with its new
+// tokens, fastrefresh.go): one
 // round trip and one commit for many, each caller answered only once its
 // own row is committed or read, so batching never weakens what a caller
 // can rely on.

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -133,13 +131,6 @@ func (b *userBatcher) read(batch []*pendingUser) ([]*storage.User, error) {
 // row is read again and found disabled); only then are the identity and the
 // tokens written, so a login that is refused writes nothing at all.
 func loginWrite(withRefresh bool) string {
-	params := func(from, n int) string {
-		p := make([]string, n)
-		for i := range p {
-			p[i] = "$" + strconv.Itoa(from+i)
-		}
-		return strings.Join(p, ", ")
-	}
 	q := `WITH i AS (
 		SELECT 1 FROM wechat_identities
 		WHERE app_id = $1 AND open_id = $2 AND user_id = $4 AND ($5::text IS NULL OR union_id = $5)
@@ -151,12 +142,12 @@ func loginWrite(withRefresh bool) string {
 		WHERE app_id = $1 AND open_id = $2 AND EXISTS (SELECT 1 FROM u)
 		RETURNING 1
 	), a AS (
-		INSERT INTO oauth2_access_tokens (` + recordColumns + `) SELECT ` + params(7, 12) + `
+		INSERT INTO oauth2_access_tokens (` + recordColumns + `) SELECT ` + placeholders(7, 12) + `
 		WHERE EXISTS (SELECT 1 FROM l)
 	)`
 	if withRefresh {
 		q += `, r AS (
-		INSERT INTO oauth2_refresh_tokens (` + recordColumns + `, access_token_signature) SELECT ` + params(19, 13) + `
+		INSERT INTO oauth2_refresh_tokens (` + recordColumns + `, access_token_signature) SELECT ` + placeholders(19, 13) + `
 		WHERE EXISTS (SELECT 1 FROM l)
 	)`
 	}
@@ -168,11 +159,12 @@ var (
 	loginWriteRefresh = loginWrite(true)
 )
 
-// deferredKey carries a login's token writes (deferredWrites) in the context.
+// deferredKey carries the token writes of a returning login or a refresh
+// (deferredWrites, fastrefresh.go) in the context.
 type deferredKey struct{}
 
-// deferredWrites collects the token inserts of a returning login instead
-// of running them: they go in its loginWrite.
+// deferredWrites collects the token inserts of a returning login or a
+// refresh instead of running them: they go in its one statement.
 type deferredWrites struct {
 	access, refresh []any
 	err             error // a write the statement cannot carry
@@ -190,7 +182,7 @@ func deferWrite(ctx context.Context, t sessionTable, args []any) bool {
 	case t.insert == refreshTokens.insert && d.refresh == nil:
 		d.refresh = args
 	default:
-		d.err = fmt.Errorf("postgres: returning login: cannot defer a %s write", t.what)
+		d.err = fmt.Errorf("postgres: deferred token writes: cannot defer a %s write", t.what)
 	}
 	return true
 }
@@ -204,12 +196,9 @@ func (s *Store) ReturningLogin(ctx context.Context, id *storage.WeChatIdentity, 
 	if _, inTx := txFrom(ctx); inTx {
 		return false, errors.New("postgres: returning login inside a transaction")
 	}
-	d := &deferredWrites{}
-	if err := issue(context.WithValue(ctx, deferredKey{}, d)); err != nil {
+	d, err := collectWrites(ctx, issue)
+	if err != nil {
 		return false, err
-	}
-	if d.err != nil {
-		return false, d.err
 	}
 	if d.access == nil {
 		return false, errors.New("postgres: returning login without an access token")

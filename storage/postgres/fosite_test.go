@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"github.com/ory/fosite/handler/oauth2"
 	"github.com/ory/fosite/handler/openid"
 
+	refreshgrant "github.com/wxidp/wxidp/provider/refresh"
 	"github.com/wxidp/wxidp/storage"
 	"github.com/wxidp/wxidp/storage/postgres"
 	"github.com/wxidp/wxidp/storage/postgres/postgrestest"
@@ -22,8 +24,10 @@ import (
 
 // refreshProvider is fosite's own refresh-token grant on a Store, so the
 // storage rules are checked against the code that relies on them rather than
-// against our reading of fosite's comments.
-func refreshProvider(s *postgres.Store) (fosite.OAuth2Provider, *oauth2.HMACSHAStrategy) {
+// against our reading of fosite's comments. fast composes it as the
+// provider does, writing through Store.RotateAndIssue (provider/refresh);
+// otherwise it is fosite's handler with its transaction.
+func refreshProvider(s *postgres.Store, fast bool) (fosite.OAuth2Provider, *oauth2.HMACSHAStrategy) {
 	config := &fosite.Config{
 		GlobalSecret:         []byte("0123456789abcdef0123456789abcdef"),
 		AccessTokenLifespan:  time.Hour,
@@ -35,8 +39,11 @@ func refreshProvider(s *postgres.Store) (fosite.OAuth2Provider, *oauth2.HMACSHAS
 	}
 	config.ClientSecretsHasher = &fosite.BCrypt{Config: config}
 	strategy := compose.NewOAuth2HMACStrategy(config)
-	p := compose.Compose(config, s, &compose.CommonStrategy{CoreStrategy: strategy},
-		compose.OAuth2RefreshTokenGrantFactory)
+	factory := compose.OAuth2RefreshTokenGrantFactory
+	if fast {
+		factory = refreshgrant.Factory(s)
+	}
+	p := compose.Compose(config, s, &compose.CommonStrategy{CoreStrategy: strategy}, factory)
 	return p, strategy
 }
 
@@ -51,12 +58,19 @@ func issueRefreshToken(t *testing.T, ctx context.Context, s *postgres.Store, str
 	if err := s.CreateClient(ctx, c); err != nil {
 		t.Fatal(err)
 	}
+	return issueChain(t, ctx, s, strategy, c, "req-1")
+}
+
+// issueChain stores the first access and refresh tokens of grant id of
+// client c, and returns the refresh token.
+func issueChain(t *testing.T, ctx context.Context, s *postgres.Store, strategy *oauth2.HMACSHAStrategy, c *storage.Client, id string) string {
+	t.Helper()
 	sess := openid.NewDefaultSession()
 	sess.Subject = "user-1"
 	sess.SetExpiresAt(fosite.AccessToken, time.Now().Add(time.Hour).Round(time.Second))
 	sess.SetExpiresAt(fosite.RefreshToken, time.Now().Add(24*time.Hour).Round(time.Second))
 	req := fosite.NewRequest()
-	req.ID = "req-1"
+	req.ID = id
 	req.Client = storage.NewOAuthClient(c)
 	req.Session = sess
 	req.SetRequestedScopes(fosite.Arguments{"openid", "offline"})
@@ -100,25 +114,30 @@ func refresh(ctx context.Context, p fosite.OAuth2Provider, rt string) (string, e
 // and presenting a used token is detected as reuse and revokes the chain.
 func TestFositeRefreshRotation(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
-	s, _, _ := postgrestest.NewStore(t)
-	p, strategy := refreshProvider(s)
-	rt1 := issueRefreshToken(t, ctx, s, strategy)
+	for _, fast := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fosite", true: "fast"}[fast], func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			s, _, _ := postgrestest.NewStore(t)
+			p, strategy := refreshProvider(s, fast)
+			rt1 := issueRefreshToken(t, ctx, s, strategy)
 
-	rt2, err := refresh(ctx, p, rt1)
-	if err != nil || rt2 == "" {
-		t.Fatalf("first refresh: %q, %v", rt2, err)
-	}
-	rt3, err := refresh(ctx, p, rt2)
-	if err != nil || rt3 == "" {
-		t.Fatalf("refresh with the rotated token: %q, %v", rt3, err)
-	}
-	if _, err := refresh(ctx, p, rt1); !errors.Is(err, fosite.ErrInvalidGrant) {
-		t.Fatalf("reuse of a rotated token: %v, want invalid_grant", err)
-	}
-	// Reuse revoked every refresh token of the request, the newest included.
-	if _, err := refresh(ctx, p, rt3); err == nil {
-		t.Fatal("refresh after reuse was detected succeeded, want the chain revoked")
+			rt2, err := refresh(ctx, p, rt1)
+			if err != nil || rt2 == "" {
+				t.Fatalf("first refresh: %q, %v", rt2, err)
+			}
+			rt3, err := refresh(ctx, p, rt2)
+			if err != nil || rt3 == "" {
+				t.Fatalf("refresh with the rotated token: %q, %v", rt3, err)
+			}
+			if _, err := refresh(ctx, p, rt1); !errors.Is(err, fosite.ErrInvalidGrant) {
+				t.Fatalf("reuse of a rotated token: %v, want invalid_grant", err)
+			}
+			// Reuse revoked every refresh token of the request, the newest included.
+			if _, err := refresh(ctx, p, rt3); err == nil {
+				t.Fatal("refresh after reuse was detected succeeded, want the chain revoked")
+			}
+		})
 	}
 }
 
@@ -126,37 +145,42 @@ func TestFositeRefreshRotation(t *testing.T) {
 // exactly one new token pair (fosite's MemoryStore issues several).
 func TestFositeConcurrentRefresh(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
-	s, _, _ := postgrestest.NewStore(t)
-	p, strategy := refreshProvider(s)
-	rt := issueRefreshToken(t, ctx, s, strategy)
+	for _, fast := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fosite", true: "fast"}[fast], func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			s, _, _ := postgrestest.NewStore(t)
+			p, strategy := refreshProvider(s, fast)
+			rt := issueRefreshToken(t, ctx, s, strategy)
 
-	const n = 20
-	errs := make(chan error, n)
-	start := make(chan struct{})
-	for range n {
-		go func() {
-			<-start
-			_, err := refresh(ctx, p, rt)
-			errs <- err
-		}()
-	}
-	close(start)
-	wins := 0
-	for range n {
-		err := <-errs
-		switch {
-		case err == nil:
-			wins++
-		// Losers either lose the rotation (retry) or arrive after it
-		// (reuse); neither may be a server error.
-		case errors.Is(err, fosite.ErrInvalidRequest), errors.Is(err, fosite.ErrInvalidGrant):
-		default:
-			t.Errorf("refresh: %v (%s), want success, invalid_request or invalid_grant", err, fosite.ErrorToRFC6749Error(err).GetDescription())
-		}
-	}
-	if wins != 1 {
-		t.Errorf("%d of %d concurrent refreshes of one token succeeded, want exactly 1", wins, n)
+			const n = 20
+			errs := make(chan error, n)
+			start := make(chan struct{})
+			for range n {
+				go func() {
+					<-start
+					_, err := refresh(ctx, p, rt)
+					errs <- err
+				}()
+			}
+			close(start)
+			wins := 0
+			for range n {
+				err := <-errs
+				switch {
+				case err == nil:
+					wins++
+				// Losers either lose the rotation (retry) or arrive after it
+				// (reuse); neither may be a server error.
+				case errors.Is(err, fosite.ErrInvalidRequest), errors.Is(err, fosite.ErrInvalidGrant):
+				default:
+					t.Errorf("refresh: %v (%s), want success, invalid_request or invalid_grant", err, fosite.ErrorToRFC6749Error(err).GetDescription())
+				}
+			}
+			if wins != 1 {
+				t.Errorf("%d of %d concurrent refreshes of one token succeeded, want exactly 1", wins, n)
+			}
+		})
 	}
 }
 
@@ -165,29 +189,76 @@ func TestFositeConcurrentRefresh(t *testing.T) {
 // instead of a revoked chain; a third use of that token is still reuse.
 func TestFositeRefreshGrace(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
-	s, _, _ := postgrestest.NewStore(t, postgres.WithRefreshGrace(time.Minute))
-	p, strategy := refreshProvider(s)
-	rt1 := issueRefreshToken(t, ctx, s, strategy)
+	for _, fast := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fosite", true: "fast"}[fast], func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			s, _, _ := postgrestest.NewStore(t, postgres.WithRefreshGrace(time.Minute))
+			p, strategy := refreshProvider(s, fast)
+			rt1 := issueRefreshToken(t, ctx, s, strategy)
 
-	lost, err := refresh(ctx, p, rt1)
-	if err != nil || lost == "" {
-		t.Fatalf("first refresh: %q, %v", lost, err)
+			lost, err := refresh(ctx, p, rt1)
+			if err != nil || lost == "" {
+				t.Fatalf("first refresh: %q, %v", lost, err)
+			}
+			rt2, err := refresh(ctx, p, rt1)
+			if err != nil || rt2 == "" || rt2 == lost {
+				t.Fatalf("retry within the grace period: %q, %v; want a new token", rt2, err)
+			}
+			rt3, err := refresh(ctx, p, rt2)
+			if err != nil || rt3 == "" {
+				t.Fatalf("refresh with the retry's token: %q, %v", rt3, err)
+			}
+			if _, err := refresh(ctx, p, rt1); !errors.Is(err, fosite.ErrInvalidGrant) {
+				t.Fatalf("third use of a token: %v, want invalid_grant", err)
+			}
+			for name, rt := range map[string]string{"newest": rt3, "lost": lost} {
+				if _, err := refresh(ctx, p, rt); err == nil {
+					t.Errorf("refresh with the %s token after reuse was detected succeeded, want the chain revoked", name)
+				}
+			}
+		})
 	}
-	rt2, err := refresh(ctx, p, rt1)
-	if err != nil || rt2 == "" || rt2 == lost {
-		t.Fatalf("retry within the grace period: %q, %v; want a new token", rt2, err)
+}
+
+// TestFositeRefreshBatched: concurrent refreshes of many grants through
+// the handler the provider composes share round trips (and commits): the
+// rotation and the tokens of each are one statement, batched. fosite's own
+// handler takes two round trips of its own per refresh.
+func TestFositeRefreshBatched(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	rt := &roundTrips{}
+	_, _, dsn := postgrestest.NewStore(t)
+	pool, err := postgres.OpenTimeout(ctx, dsn, 5*time.Second, postgres.WithTracer(rt))
+	if err != nil {
+		t.Fatal(err)
 	}
-	rt3, err := refresh(ctx, p, rt2)
-	if err != nil || rt3 == "" {
-		t.Fatalf("refresh with the retry's token: %q, %v", rt3, err)
+	t.Cleanup(pool.Close)
+	s := postgres.New(pool) // with its client cache, as served
+	t.Cleanup(s.Close)
+	p, strategy := refreshProvider(s, true)
+	const n = 64
+	tokens := make([]string, n)
+	tokens[0] = issueRefreshToken(t, ctx, s, strategy)
+	c, err := s.LookupClient(ctx, "mp")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := refresh(ctx, p, rt1); !errors.Is(err, fosite.ErrInvalidGrant) {
-		t.Fatalf("third use of a token: %v, want invalid_grant", err)
+	for i := 1; i < n; i++ {
+		tokens[i] = issueChain(t, ctx, s, strategy, c, fmt.Sprintf("req-%d", i+1))
 	}
-	for name, rt := range map[string]string{"newest": rt3, "lost": lost} {
-		if _, err := refresh(ctx, p, rt); err == nil {
-			t.Errorf("refresh with the %s token after reuse was detected succeeded, want the chain revoked", name)
+	if _, err := s.GetClient(ctx, "mp"); err != nil { // cached before the count starts
+		t.Fatal(err)
+	}
+	next := make([]string, n)
+	checkBatched(t, rt, n, func(i int) (err error) {
+		next[i], err = refresh(ctx, p, tokens[i])
+		return err
+	})
+	for i, tok := range next {
+		if _, err := refresh(ctx, p, tok); err != nil {
+			t.Errorf("refresh %d: the new token does not refresh: %v", i, err)
 		}
 	}
 }

@@ -42,6 +42,9 @@ type Store struct {
 	// (fastlogin.go).
 	users  *userBatcher
 	logins *loginBatcher
+	// rotations batch refresh rotations made with their tokens
+	// (fastrefresh.go).
+	rotations *rotationBatcher
 	// unsettled tracks refresh rotations whose COMMIT had an unknown
 	// outcome (unsettled.go).
 	unsettled *unsettled
@@ -83,6 +86,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s.claims = &claimBatcher{s: s}
 	s.users = &userBatcher{s: s}
 	s.logins = &loginBatcher{s: s}
+	s.rotations = &rotationBatcher{s: s}
 	for _, o := range opts {
 		o(s)
 	}

@@ -105,7 +105,11 @@ func (s *Store) DeleteRefreshTokenSession(ctx context.Context, signature string)
 // user (client_credentials) matches no user row and rotates; so would an
 // erased user's, but erasure deletes their tokens under the same lock, so
 // none survives it.
-const rotateRefreshToken = `WITH usr AS (
+const rotateRefreshToken = rotationCTEs + rotationResult
+
+// rotationCTEs are the rotation's locks and writes, which RotateAndIssue
+// extends with the new tokens' inserts (fastrefresh.go).
+const rotationCTEs = `WITH usr AS (
 		SELECT u.disabled_at IS NOT NULL AS disabled FROM users u
 		WHERE u.id = (SELECT subject FROM oauth2_refresh_tokens WHERE signature = $1)
 		FOR SHARE
@@ -120,8 +124,10 @@ const rotateRefreshToken = `WITH usr AS (
 	), deleted AS (
 		DELETE FROM oauth2_access_tokens a USING rotated r
 		WHERE a.signature = r.access_token_signature AND NOT r.grace_used
-	)
-	SELECT count(*), coalesce(bool_or(grace_used), false), EXISTS (SELECT 1 FROM usr WHERE disabled) FROM rotated`
+	)`
+
+const rotationResult = `
+	SELECT count(*), EXISTS (SELECT 1 FROM usr WHERE disabled) FROM rotated`
 
 // RotateRefreshToken deactivates exactly the presented refresh token and
 // deletes the access token issued with it; other tokens of the request stay
@@ -135,10 +141,10 @@ const rotateRefreshToken = `WITH usr AS (
 func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature string) error {
 	now := s.clockNow()
 	var (
-		n                  int
-		graceUse, disabled bool
+		n        int
+		disabled bool
 	)
-	err := s.db(ctx).QueryRow(ctx, rotateRefreshToken, signature, requestID, now, s.graceCutoff(now)).Scan(&n, &graceUse, &disabled)
+	err := s.db(ctx).QueryRow(ctx, rotateRefreshToken, signature, requestID, now, s.graceCutoff(now)).Scan(&n, &disabled)
 	if err != nil {
 		return fositeErr("rotate refresh token", err)
 	}
@@ -149,7 +155,7 @@ func (s *Store) RotateRefreshToken(ctx context.Context, requestID, signature str
 		return fosite.ErrNotFound
 	}
 	if st, inTx := txFrom(ctx); inTx {
-		st.rotations = append(st.rotations, rotation{presented: signature, requestID: requestID, graceUse: graceUse})
+		st.rotations = append(st.rotations, rotation{presented: signature, requestID: requestID, at: now})
 	}
 	return nil
 }

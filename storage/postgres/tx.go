@@ -140,7 +140,9 @@ func (s *Store) Commit(ctx context.Context) error {
 	err := noteDown(ctx, st.tx.commit(cctx))
 	s.committed(st)
 	if len(st.rotations) > 0 && commitOutcomeUnknown(err) {
-		s.settleLater(st, pid, sent)
+		for _, r := range st.rotations { // one, in fosite's refresh
+			s.settleLater(r, txCreated{refresh: st.refreshCreated, access: st.accessCreated}, pid, sent)
+		}
 	}
 	if err != nil {
 		// A Commit of an already ended transaction is the caller's mistake,

@@ -38,7 +38,11 @@ import (
 // tokens the same transaction created: what undoing it needs.
 type rotation struct {
 	presented, requestID string
-	graceUse             bool // it spent the grace of an already rotated token
+	// at is the deactivation time the rotation set ($3): a token rotated
+	// then was rotated by it, one deactivated before and now without grace
+	// spent its grace. Undoing needs no answer from the statement, which a
+	// rotation made in one statement with its tokens may never have read.
+	at time.Time
 }
 
 // unsettled tracks rotations whose COMMIT had an unknown outcome.
@@ -88,12 +92,16 @@ func commitOutcomeUnknown(err error) bool {
 		!errors.Is(err, pgx.ErrTxClosed) && !errors.Is(err, pgx.ErrTxCommitRollback) // the server answered those
 }
 
-// settleLater settles st's rotations in the background; pid is the backend
-// that had the COMMIT, sent at sent.
-func (s *Store) settleLater(st *txState, pid uint32, sent time.Time) {
-	u := s.unsettled
-	rs := st.rotations
-	created := txCreated{refresh: st.refreshCreated, access: st.accessCreated}
+// settleLater settles r, whose transaction created created, in the
+// background; pid is the backend that had the COMMIT, sent at sent.
+func (s *Store) settleLater(r rotation, created txCreated, pid uint32, sent time.Time) {
+	s.unsettled.later(r, func(ctx context.Context) error { return s.settle(ctx, pid, sent, r, created) })
+}
+
+// later marks r unsettled now, and runs fn in the background until it
+// succeeds, settleFor passes or the store closes; then r is settled.
+func (u *unsettled) later(r rotation, fn func(context.Context) error) {
+	rs := []rotation{r}
 	u.mark(rs, 1)
 	u.wg.Add(1)
 	go func() {
@@ -101,7 +109,7 @@ func (s *Store) settleLater(st *txState, pid uint32, sent time.Time) {
 		defer u.mark(rs, -1)
 		backoff := 20 * time.Millisecond
 		for giveUp := time.Now().Add(settleFor); ; {
-			err := s.settle(u.ctx, pid, sent, rs, created)
+			err := fn(u.ctx)
 			if err == nil || u.ctx.Err() != nil || time.Now().After(giveUp) {
 				return
 			}
@@ -128,7 +136,7 @@ const clockSkew = time.Minute
 
 // settle waits out the backend that had the COMMIT, then undoes the
 // rotations if it committed them.
-func (s *Store) settle(ctx context.Context, pid uint32, sent time.Time, rs []rotation, created txCreated) error {
+func (s *Store) settle(ctx context.Context, pid uint32, sent time.Time, r rotation, created txCreated) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	// backend_start rules out a later backend given the same pid (allowing
@@ -143,6 +151,24 @@ func (s *Store) settle(ctx context.Context, pid uint32, sent time.Time, rs []rot
 	if !gone {
 		return errors.New("the backend that had the COMMIT is still running")
 	}
+	return s.undo(ctx, r, created)
+}
+
+// undoRotation makes the presented token ($1 of grant $2) what it was
+// before a rotation at $3: active again if that rotation rotated it (it
+// set the deactivation time), its grace unspent if it spent it (the time
+// is an earlier rotation's, whatever the clocks said). A grace spent by
+// another caller after this rotation is not given back. SET sees the row
+// before the update.
+const undoRotation = `UPDATE oauth2_refresh_tokens
+	SET active = NOT grace_used, deactivated_at = CASE WHEN grace_used THEN deactivated_at END, grace_used = false
+	WHERE signature = $1 AND request_id = $2 AND NOT active
+		AND ((NOT grace_used AND deactivated_at = $3) OR (grace_used AND deactivated_at <> $3))`
+
+// undo undoes committed rotation r, whose transaction created created,
+// unless its chain was revoked since. It is one rotation at a time: the
+// check for a revocation is that the rotation's own new token is active.
+func (s *Store) undo(ctx context.Context, r rotation, created txCreated) error {
 	return pgx.BeginTxFunc(ctx, s.pool, txOptions, func(tx pgx.Tx) error {
 		// Only rows still active: a revocation since then wins.
 		tag, err := tx.Exec(ctx, `DELETE FROM oauth2_refresh_tokens WHERE signature = ANY($1) AND active`, created.refresh)
@@ -152,17 +178,7 @@ func (s *Store) settle(ctx context.Context, pid uint32, sent time.Time, rs []rot
 		if _, err := tx.Exec(ctx, `DELETE FROM oauth2_access_tokens WHERE signature = ANY($1)`, created.access); err != nil {
 			return err
 		}
-		for _, r := range rs {
-			q := `UPDATE oauth2_refresh_tokens SET active = true, deactivated_at = NULL, grace_used = false
-				WHERE signature = $1 AND request_id = $2 AND NOT active AND grace_used = false`
-			if r.graceUse {
-				q = `UPDATE oauth2_refresh_tokens SET grace_used = false
-					WHERE signature = $1 AND request_id = $2 AND NOT active AND grace_used`
-			}
-			if _, err := tx.Exec(ctx, q, r.presented, r.requestID); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err = tx.Exec(ctx, undoRotation, r.presented, r.requestID, r.at)
+		return err
 	})
 }
