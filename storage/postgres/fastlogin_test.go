@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
 
@@ -215,15 +216,21 @@ func TestReturningLoginRaces(t *testing.T) {
 			for err := range errs {
 				t.Error(err)
 			}
-			var left int
-			err = pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM oauth2_access_tokens WHERE subject = $1)
-				+ (SELECT count(*) FROM oauth2_refresh_tokens WHERE subject = $1 AND active)`, user.ID).Scan(&left)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if left != 0 {
+			if left := tokensLeft(t, pool, user.ID); left != 0 {
 				t.Errorf("%s, round %d: %d tokens of the user left", name, round, left)
 			}
 		}
 	}
+}
+
+// tokensLeft counts the access tokens and active refresh tokens of a user.
+func tokensLeft(t *testing.T, pool *pgxpool.Pool, userID string) int {
+	t.Helper()
+	var n int
+	err := pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM oauth2_access_tokens WHERE subject = $1)
+		+ (SELECT count(*) FROM oauth2_refresh_tokens WHERE subject = $1 AND active)`, userID).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

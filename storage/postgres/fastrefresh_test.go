@@ -184,25 +184,6 @@ func TestRotateAndIssue(t *testing.T) {
 	}
 }
 
-// checkConcurrent runs call calls times at once and reports their errors.
-func checkConcurrent(t *testing.T, calls int, call func(i int) error) {
-	t.Helper()
-	var wg sync.WaitGroup
-	errs := make(chan error, calls)
-	for i := range calls {
-		wg.Go(func() {
-			if err := call(i); err != nil {
-				errs <- err
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-}
-
 // TestRotateAndIssueGrace: within the grace period a rotated token rotates
 // once more (the client lost the first answer), deleting nothing the first
 // rotation issued; a third use is refused. A grace use undone gives the
@@ -303,13 +284,7 @@ func TestRotateAndIssueRaces(t *testing.T) {
 				}
 				return nil
 			})
-			var left int
-			err = pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM oauth2_access_tokens WHERE subject = $1)
-				+ (SELECT count(*) FROM oauth2_refresh_tokens WHERE subject = $1 AND active)`, user.ID).Scan(&left)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if left != 0 {
+			if left := tokensLeft(t, pool, user.ID); left != 0 {
 				t.Errorf("%s, round %d: %d tokens of the user left", name, round, left)
 			}
 		}

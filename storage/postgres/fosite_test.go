@@ -49,6 +49,17 @@ func refreshProvider(s *postgres.Store, fast bool) (fosite.OAuth2Provider, *oaut
 
 // issueRefreshToken stores an access and refresh token pair for a new public
 // client, as a grant handler would, and returns the refresh token.
+// bothHandlers runs test, in parallel, with fosite's refresh handler and
+// with the provider's (refreshProvider's fast).
+func bothHandlers(t *testing.T, test func(t *testing.T, fast bool)) {
+	for _, fast := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fosite", true: "fast"}[fast], func(t *testing.T) {
+			t.Parallel()
+			test(t, fast)
+		})
+	}
+}
+
 func issueRefreshToken(t *testing.T, ctx context.Context, s *postgres.Store, strategy *oauth2.HMACSHAStrategy) string {
 	t.Helper()
 	c := &storage.Client{
@@ -114,74 +125,68 @@ func refresh(ctx context.Context, p fosite.OAuth2Provider, rt string) (string, e
 // and presenting a used token is detected as reuse and revokes the chain.
 func TestFositeRefreshRotation(t *testing.T) {
 	t.Parallel()
-	for _, fast := range []bool{false, true} {
-		t.Run(map[bool]string{false: "fosite", true: "fast"}[fast], func(t *testing.T) {
-			t.Parallel()
-			ctx := t.Context()
-			s, _, _ := postgrestest.NewStore(t)
-			p, strategy := refreshProvider(s, fast)
-			rt1 := issueRefreshToken(t, ctx, s, strategy)
+	bothHandlers(t, func(t *testing.T, fast bool) {
+		ctx := t.Context()
+		s, _, _ := postgrestest.NewStore(t)
+		p, strategy := refreshProvider(s, fast)
+		rt1 := issueRefreshToken(t, ctx, s, strategy)
 
-			rt2, err := refresh(ctx, p, rt1)
-			if err != nil || rt2 == "" {
-				t.Fatalf("first refresh: %q, %v", rt2, err)
-			}
-			rt3, err := refresh(ctx, p, rt2)
-			if err != nil || rt3 == "" {
-				t.Fatalf("refresh with the rotated token: %q, %v", rt3, err)
-			}
-			if _, err := refresh(ctx, p, rt1); !errors.Is(err, fosite.ErrInvalidGrant) {
-				t.Fatalf("reuse of a rotated token: %v, want invalid_grant", err)
-			}
-			// Reuse revoked every refresh token of the request, the newest included.
-			if _, err := refresh(ctx, p, rt3); err == nil {
-				t.Fatal("refresh after reuse was detected succeeded, want the chain revoked")
-			}
-		})
-	}
+		rt2, err := refresh(ctx, p, rt1)
+		if err != nil || rt2 == "" {
+			t.Fatalf("first refresh: %q, %v", rt2, err)
+		}
+		rt3, err := refresh(ctx, p, rt2)
+		if err != nil || rt3 == "" {
+			t.Fatalf("refresh with the rotated token: %q, %v", rt3, err)
+		}
+		if _, err := refresh(ctx, p, rt1); !errors.Is(err, fosite.ErrInvalidGrant) {
+			t.Fatalf("reuse of a rotated token: %v, want invalid_grant", err)
+		}
+		// Reuse revoked every refresh token of the request, the newest included.
+		if _, err := refresh(ctx, p, rt3); err == nil {
+			t.Fatal("refresh after reuse was detected succeeded, want the chain revoked")
+		}
+	})
 }
 
 // TestFositeConcurrentRefresh: many refreshes of one token at once issue
 // exactly one new token pair (fosite's MemoryStore issues several).
 func TestFositeConcurrentRefresh(t *testing.T) {
 	t.Parallel()
-	for _, fast := range []bool{false, true} {
-		t.Run(map[bool]string{false: "fosite", true: "fast"}[fast], func(t *testing.T) {
-			t.Parallel()
-			ctx := t.Context()
-			s, _, _ := postgrestest.NewStore(t)
-			p, strategy := refreshProvider(s, fast)
-			rt := issueRefreshToken(t, ctx, s, strategy)
+	bothHandlers(t, func(t *testing.T, fast bool) {
+		ctx := t.Context()
+		s, _, _ := postgrestest.NewStore(t)
+		p, strategy := refreshProvider(s, fast)
+		rt := issueRefreshToken(t, ctx, s, strategy)
 
-			const n = 20
-			errs := make(chan error, n)
-			start := make(chan struct{})
-			for range n {
-				go func() {
-					<-start
-					_, err := refresh(ctx, p, rt)
-					errs <- err
-				}()
+		const n = 20
+		errs := make(chan error, n)
+		start := make(chan struct{})
+		for range n {
+			go func() {
+				<-start
+				_, err := refresh(ctx, p, rt)
+				errs <- err
+			}()
+		}
+		close(start)
+		wins := 0
+		for range n {
+			err := <-errs
+			switch {
+			case err == nil:
+				wins++
+			// Losers either lose the rotation (retry) or arrive after it
+			// (reuse); neither may be a server error.
+			case errors.Is(err, fosite.ErrInvalidRequest), errors.Is(err, fosite.ErrInvalidGrant):
+			default:
+				t.Errorf("refresh: %v (%s), want success, invalid_request or invalid_grant", err, fosite.ErrorToRFC6749Error(err).GetDescription())
 			}
-			close(start)
-			wins := 0
-			for range n {
-				err := <-errs
-				switch {
-				case err == nil:
-					wins++
-				// Losers either lose the rotation (retry) or arrive after it
-				// (reuse); neither may be a server error.
-				case errors.Is(err, fosite.ErrInvalidRequest), errors.Is(err, fosite.ErrInvalidGrant):
-				default:
-					t.Errorf("refresh: %v (%s), want success, invalid_request or invalid_grant", err, fosite.ErrorToRFC6749Error(err).GetDescription())
-				}
-			}
-			if wins != 1 {
-				t.Errorf("%d of %d concurrent refreshes of one token succeeded, want exactly 1", wins, n)
-			}
-		})
-	}
+		}
+		if wins != 1 {
+			t.Errorf("%d of %d concurrent refreshes of one token succeeded, want exactly 1", wins, n)
+		}
+	})
 }
 
 // TestFositeRefreshGrace: with a grace period, a client that lost the
@@ -189,36 +194,33 @@ func TestFositeConcurrentRefresh(t *testing.T) {
 // instead of a revoked chain; a third use of that token is still reuse.
 func TestFositeRefreshGrace(t *testing.T) {
 	t.Parallel()
-	for _, fast := range []bool{false, true} {
-		t.Run(map[bool]string{false: "fosite", true: "fast"}[fast], func(t *testing.T) {
-			t.Parallel()
-			ctx := t.Context()
-			s, _, _ := postgrestest.NewStore(t, postgres.WithRefreshGrace(time.Minute))
-			p, strategy := refreshProvider(s, fast)
-			rt1 := issueRefreshToken(t, ctx, s, strategy)
+	bothHandlers(t, func(t *testing.T, fast bool) {
+		ctx := t.Context()
+		s, _, _ := postgrestest.NewStore(t, postgres.WithRefreshGrace(time.Minute))
+		p, strategy := refreshProvider(s, fast)
+		rt1 := issueRefreshToken(t, ctx, s, strategy)
 
-			lost, err := refresh(ctx, p, rt1)
-			if err != nil || lost == "" {
-				t.Fatalf("first refresh: %q, %v", lost, err)
+		lost, err := refresh(ctx, p, rt1)
+		if err != nil || lost == "" {
+			t.Fatalf("first refresh: %q, %v", lost, err)
+		}
+		rt2, err := refresh(ctx, p, rt1)
+		if err != nil || rt2 == "" || rt2 == lost {
+			t.Fatalf("retry within the grace period: %q, %v; want a new token", rt2, err)
+		}
+		rt3, err := refresh(ctx, p, rt2)
+		if err != nil || rt3 == "" {
+			t.Fatalf("refresh with the retry's token: %q, %v", rt3, err)
+		}
+		if _, err := refresh(ctx, p, rt1); !errors.Is(err, fosite.ErrInvalidGrant) {
+			t.Fatalf("third use of a token: %v, want invalid_grant", err)
+		}
+		for name, rt := range map[string]string{"newest": rt3, "lost": lost} {
+			if _, err := refresh(ctx, p, rt); err == nil {
+				t.Errorf("refresh with the %s token after reuse was detected succeeded, want the chain revoked", name)
 			}
-			rt2, err := refresh(ctx, p, rt1)
-			if err != nil || rt2 == "" || rt2 == lost {
-				t.Fatalf("retry within the grace period: %q, %v; want a new token", rt2, err)
-			}
-			rt3, err := refresh(ctx, p, rt2)
-			if err != nil || rt3 == "" {
-				t.Fatalf("refresh with the retry's token: %q, %v", rt3, err)
-			}
-			if _, err := refresh(ctx, p, rt1); !errors.Is(err, fosite.ErrInvalidGrant) {
-				t.Fatalf("third use of a token: %v, want invalid_grant", err)
-			}
-			for name, rt := range map[string]string{"newest": rt3, "lost": lost} {
-				if _, err := refresh(ctx, p, rt); err == nil {
-					t.Errorf("refresh with the %s token after reuse was detected succeeded, want the chain revoked", name)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // TestFositeRefreshBatched: concurrent refreshes of many grants through
