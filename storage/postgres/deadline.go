@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -137,4 +138,25 @@ type timedBatch struct {
 func (b timedBatch) Close() error {
 	defer b.cancel()
 	return b.BatchResults.Close()
+}
+
+// lockBoundedBatch starts a pipeline of batched writes (fastlogin.go,
+// fastrefresh.go) whose statements wait for a row lock at most half the
+// store's deadline d. A lock held that long (a revocation or an erasure of
+// many tokens, another process stuck mid-commit) then fails only the
+// statement that waited, with lock_not_available, which the batch answers
+// as "not written" for the transactional path to decide; otherwise the
+// deadline would end the whole pipeline and answer every caller in it as
+// an outage. The setting is local to the pipeline's implicit transaction;
+// the caller reads its result first (skipLockBound).
+func lockBoundedBatch(d time.Duration) *pgx.Batch {
+	q := &pgx.Batch{}
+	q.Queue(`SELECT set_config('lock_timeout', $1, true)`, strconv.FormatInt(max(d/2, time.Millisecond).Milliseconds(), 10)+"ms")
+	return q
+}
+
+// skipLockBound reads the result of lockBoundedBatch's first statement.
+func skipLockBound(br pgx.BatchResults) error {
+	_, err := br.Exec()
+	return err
 }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/wxidp/wxidp/storage"
 )
 
@@ -288,20 +286,18 @@ func answerLogins(batch []*pendingLogin, written []bool, err error) error {
 	return err
 }
 
-func writeLogins(db querier, batch []*pendingLogin) ([]bool, error) {
-	q := &pgx.Batch{}
+func writeLogins(db timed, batch []*pendingLogin) ([]bool, error) {
+	q := lockBoundedBatch(db.d)
 	for _, p := range batch {
 		q.Queue(p.sql, p.args...)
 	}
 	br := db.SendBatch(context.Background(), q)
 	written := make([]bool, len(batch))
-	var err error
-	for i := range batch {
+	err := skipLockBound(br)
+	for i := 0; i < len(batch) && err == nil; i++ {
 		var n int
-		if err = br.QueryRow().Scan(&n); err != nil {
-			break
-		}
-		written[i] = n == 1
+		err = br.QueryRow().Scan(&n)
+		written[i] = err == nil && n == 1
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/ory/fosite"
 
 	"github.com/wxidp/wxidp/storage"
@@ -211,17 +210,16 @@ func (b *rotationBatcher) send(batch []*pendingRotation) ([]rotated, error) {
 		return nil, err
 	}
 	defer conn.Release()
-	q := &pgx.Batch{}
+	q := lockBoundedBatch(b.s.timeout)
 	for _, p := range batch {
 		q.Queue(rotateAndIssue, p.args...)
 	}
 	pid, sent := conn.Conn().PgConn().PID(), time.Now()
 	br := conn.SendBatch(ctx, q)
 	results := make([]rotated, len(batch))
-	for i := range batch {
-		if err = br.QueryRow().Scan(&results[i].n, &results[i].disabled); err != nil {
-			break
-		}
+	err = skipLockBound(br)
+	for i := 0; i < len(batch) && err == nil; i++ {
+		err = br.QueryRow().Scan(&results[i].n, &results[i].disabled)
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr

@@ -347,3 +347,60 @@ func waitActive(t *testing.T, s *postgres.Store, rt string) {
 		}
 	}
 }
+
+// TestBatchedWritesBoundLockWaits: a batched statement that waits on a row
+// lock (held here by another transaction; in life a revocation or an
+// erasure that takes long) gives up well inside the store's deadline and is
+// "not written", for the transactional path to decide, instead of failing
+// its whole batch as an outage (503 for every caller in it). Refreshes and
+// returning logins alike.
+func TestBatchedWritesBoundLockWaits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool, _ := postgrestest.NewStore(t, postgres.WithTimeout(2*time.Second))
+	req := seedGrant(t, s)
+	id := &storage.WeChatIdentity{AppID: "wxa", OpenID: "o-locked", SessionKey: []byte("k")}
+	user, err := s.LinkWeChatIdentity(ctx, id, "user-locked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &storage.Client{ID: "mp"}
+	others := make([]*fosite.Request, 8)
+	for i := range others {
+		others[i] = grantRequest(client, fmt.Sprintf("grant-other-%d", i))
+		if err := s.CreateRefreshTokenSession(ctx, fmt.Sprintf("rt-other-%d", i), "", others[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	lock, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) //nolint:errcheck // released at the end either way
+	if _, err := lock.Exec(ctx, `SELECT 1 FROM oauth2_refresh_tokens WHERE signature = 'rt0' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Exec(ctx, `SELECT 1 FROM wechat_identities WHERE open_id = 'o-locked' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	checkConcurrent(t, 2+len(others), func(i int) error {
+		switch i {
+		case 0:
+			if written, err := rotate(ctx, s, req, "rt0", "at1", "rt1"); written || err != nil {
+				return fmt.Errorf("refresh of a locked token: written %v, %v; want not written, no error", written, err)
+			}
+		case 1:
+			id := &storage.WeChatIdentity{AppID: "wxa", OpenID: "o-locked", SessionKey: []byte("k1")}
+			if written, err := returningLogin(ctx, s, client, id, user, "at-locked", "rt-locked"); written || err != nil {
+				return fmt.Errorf("login of a locked identity: written %v, %v; want not written, no error", written, err)
+			}
+		default:
+			r := others[i-2]
+			if written, err := rotate(ctx, s, r, "rt-other-"+r.ID[12:], "at1-"+r.ID, "rt1-"+r.ID); !written || err != nil {
+				return fmt.Errorf("refresh %s beside them: written %v, %v", r.ID, written, err)
+			}
+		}
+		return nil
+	})
+}
