@@ -89,6 +89,7 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the public and admin listeners",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			setGCDefault()
 			return runServe(cmd.Context(), cfg, os.Stdout, slog.New(slog.NewJSONHandler(os.Stderr, nil)))
 		},
 	}
