@@ -51,6 +51,7 @@ type unsettled struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mu     sync.Mutex
+	closed bool           // under mu: no settler starts once close began
 	tokens map[string]int // presented refresh signatures being settled
 }
 
@@ -75,8 +76,12 @@ func (u *unsettled) mark(rs []rotation, delta int) {
 	}
 }
 
-// close stops settling (Store.Close) and waits for the settlers.
+// close stops settling (Store.Close) and waits for the settlers. A
+// rotation handed over from now on is left as it is: the store is closing.
 func (u *unsettled) close() {
+	u.mu.Lock()
+	u.closed = true
+	u.mu.Unlock()
 	u.cancel()
 	u.wg.Wait()
 }
@@ -99,11 +104,20 @@ func (s *Store) settleLater(r rotation, created txCreated, pid uint32, sent time
 }
 
 // later marks r unsettled now, and runs fn in the background until it
-// succeeds, settleFor passes or the store closes; then r is settled.
+// succeeds, settleFor passes or the store closes; then r is settled. Once
+// the store is closing it does nothing.
 func (u *unsettled) later(r rotation, fn func(context.Context) error) {
 	rs := []rotation{r}
-	u.mark(rs, 1)
+	// Add under mu, before close can wait: a WaitGroup must not be added
+	// to from zero while Wait runs.
+	u.mu.Lock()
+	if u.closed {
+		u.mu.Unlock()
+		return
+	}
 	u.wg.Add(1)
+	u.mu.Unlock()
+	u.mark(rs, 1)
 	go func() {
 		defer u.wg.Done()
 		defer u.mark(rs, -1)
