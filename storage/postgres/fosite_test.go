@@ -264,3 +264,71 @@ func TestFositeRefreshBatched(t *testing.T) {
 		}
 	}
 }
+
+// TestFositeRefreshFallsBack: a rotation the one-statement write could not
+// make (here its row lock outlasted the batch's lock bound, half the store
+// deadline) is "not written", and the provider's handler then refreshes
+// through fosite's transactional path, which waits for the lock: the client
+// gets its new tokens, and the chain rotated exactly once.
+func TestFositeRefreshFallsBack(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, pool, _ := postgrestest.NewStore(t, postgres.WithTimeout(2*time.Second))
+	p, strategy := refreshProvider(s, true)
+	rt1 := issueRefreshToken(t, ctx, s, strategy)
+
+	lock, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) //nolint:errcheck // committed below; a failed test leaves it to this
+	if _, err := lock.Exec(ctx, `SELECT 1 FROM oauth2_refresh_tokens WHERE signature = $1 FOR UPDATE`,
+		strategy.RefreshTokenSignature(ctx, rt1)); err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		rt  string
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		rt, err := refresh(ctx, p, rt1)
+		done <- answer{rt, err}
+	}()
+	// The fallback has started when a statement without the token inserts
+	// (fosite's path: its rotation, inside a transaction) waits for the lock.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var fallback bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'
+				AND query LIKE '%UPDATE oauth2_refresh_tokens%' AND query NOT LIKE '%INSERT INTO oauth2_access_tokens%')`).Scan(&fallback); err != nil {
+			t.Fatal(err)
+		}
+		if fallback {
+			break
+		}
+		select {
+		case a := <-done:
+			t.Fatalf("the refresh answered %q, %v before taking the transactional path", a.rt, a.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no refresh took the transactional path")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := lock.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := <-done
+	if a.err != nil || a.rt == "" {
+		t.Fatalf("refresh after the fallback: %q, %v", a.rt, a.err)
+	}
+	if _, err := refresh(ctx, p, a.rt); err != nil {
+		t.Fatalf("the new refresh token: %v", err)
+	}
+	var rows int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM oauth2_refresh_tokens`).Scan(&rows); err != nil || rows != 3 {
+		t.Fatalf("refresh tokens stored: %d, %v; want 3 (one per rotation)", rows, err)
+	}
+}
