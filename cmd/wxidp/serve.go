@@ -184,7 +184,8 @@ func runServe(ctx context.Context, cfg serveConfig, out io.Writer, log *slog.Log
 			return fmt.Errorf("connect to database: %w", err)
 		}
 		defer pool.Close()
-		pg := postgres.New(pool, postgres.WithRefreshGrace(cfg.RefreshGrace), postgres.WithTimeout(cfg.DatabaseTimeout))
+		pg := postgres.New(pool, postgres.WithRefreshGrace(cfg.RefreshGrace), postgres.WithTimeout(cfg.DatabaseTimeout),
+			postgres.WithTracerProvider(tr.tp))
 		// Stops the client cache's LISTEN connection (deferred after
 		// pool.Close, so it runs first).
 		defer pg.Close()

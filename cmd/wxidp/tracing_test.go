@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/instrumentation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/provider/wechat/wechattest"
@@ -182,5 +183,87 @@ func TestTracingOffByDefault(t *testing.T) {
 			t.Errorf("%v: tracing on = %v (sdk %v), want %v", c.env, on, sdk, c.want)
 		}
 		tr.close(quietLog()) // nothing was traced: nothing to send
+	}
+}
+
+// A returning user's login and a refresh write through batches, which
+// concurrent requests share (storage/postgres/batchqueue.go): each request's
+// trace shows its wait for the batch, and a batch's statements appear under
+// it in the trace of one of its requests, linked to all of them.
+func TestTracingBatchedCalls(t *testing.T) {
+	t.Parallel()
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	e := newWeChatEnv(t, func(c *serveConfig) { c.tracer = tp })
+	e.miniProgram(t, "mp", "wxapp1")
+	login := func(traceparent string) map[string]any {
+		status, body := e.postLogin(t, url.Values{
+			"grant_type": {grants.WeChatCode}, "client_id": {"mp"}, "code": {e.wx.Login("wxapp1", "o-batched", "")},
+			"scope": {"openid offline_access"},
+		}, map[string]string{"Traceparent": traceparent})
+		if status != http.StatusOK {
+			t.Fatalf("login: %d %v", status, body)
+		}
+		return body
+	}
+	const loginTrace, refreshTrace = "5bf92f3577b34da6a3ce929d0e0e4736", "6bf92f3577b34da6a3ce929d0e0e4736"
+	login("00-" + strings.Repeat("1", 32) + "-00f067aa0ba902b7-01") // the user's first login: a transaction
+	tok := login("00-" + loginTrace + "-00f067aa0ba902b7-01")       // returning: batched
+	status, body := e.postLogin(t, url.Values{
+		"grant_type": {"refresh_token"}, "client_id": {"mp"}, "refresh_token": {tok["refresh_token"].(string)},
+	}, map[string]string{"Traceparent": "00-" + refreshTrace + "-00f067aa0ba902b7-01"})
+	if status != http.StatusOK {
+		t.Fatalf("refresh: %d %v", status, body)
+	}
+	e.stop()
+
+	for _, tc := range []struct {
+		trace   string
+		batches []string // the batched calls the request waits for
+	}{
+		{loginTrace, []string{"claim wechat code", "returning user", "returning login"}},
+		{refreshTrace, []string{"get refresh token", "rotate refresh token"}},
+	} {
+		waits := map[string]trace.SpanID{}   // batched call -> the request's wait span
+		batches := map[string]trace.SpanID{} // batched call -> the batch's span
+		parents := map[trace.SpanID]trace.SpanID{}
+		var statements []sdktrace.ReadOnlySpan
+		for _, s := range sr.Ended() {
+			if s.SpanContext().TraceID().String() != tc.trace {
+				continue
+			}
+			parents[s.SpanContext().SpanID()] = s.Parent().SpanID()
+			name, _ := strings.CutPrefix(s.Name(), "postgres batched ")
+			if name != s.Name() {
+				waits[name] = s.SpanContext().SpanID()
+			}
+			if name, ok := strings.CutPrefix(s.Name(), "postgres batch "); ok {
+				batches[name] = s.SpanContext().SpanID()
+				if len(s.Links()) != 1 || s.Links()[0].SpanContext.SpanID() != s.Parent().SpanID() {
+					t.Errorf("%s: batch span %q links %v, want its one caller's wait span", tc.trace, s.Name(), s.Links())
+				}
+			}
+			if scopeOf(s.InstrumentationScope()) == "db" {
+				statements = append(statements, s)
+			}
+		}
+		for _, b := range tc.batches {
+			if !waits[b].IsValid() || !batches[b].IsValid() || parents[batches[b]] != waits[b] {
+				t.Errorf("%s: batched call %q: wait span %v, batch span %v under %v", tc.trace, b, waits[b], batches[b], parents[batches[b]])
+			}
+		}
+		// Each batch ran its statements under its span (the request's own,
+		// unbatched statements are under the request's spans).
+		batched := 0
+		for _, s := range statements {
+			for _, id := range batches {
+				if s.Parent().SpanID() == id {
+					batched++
+				}
+			}
+		}
+		if batched < len(tc.batches) {
+			t.Errorf("%s: %d statement spans under the batches, want one per batch at least (%d)", tc.trace, batched, len(tc.batches))
+		}
 	}
 }

@@ -93,20 +93,20 @@ func (b *claimBatcher) claim(ctx context.Context, key codeKey, expires time.Time
 
 // run writes batches until nothing is pending, then ends.
 func (b *claimBatcher) run() {
-	for batch := b.queue.take(); batch != nil; batch = b.queue.take() {
-		if err := b.write(batch); err != nil {
+	b.queue.each(func(ctx context.Context, batch []*pendingClaim) {
+		if err := b.write(ctx, batch); err != nil {
 			for _, p := range b.queue.drain() { // they would each wait out the outage in turn
 				p.done <- err
 			}
 		}
-	}
+	})
 }
 
 // write claims batch and answers its callers; it returns the error when
 // the database was unavailable.
-func (b *claimBatcher) write(batch []*pendingClaim) error {
+func (b *claimBatcher) write(ctx context.Context, batch []*pendingClaim) error {
 	db := timed{q: b.s.pool, d: b.s.timeout}
-	won, err := claimMany(context.Background(), db, batch)
+	won, err := claimMany(ctx, db, batch)
 	if err == nil || unavailable(err) {
 		err = recordErr("claim wechat code", err)
 		answerClaims(batch, won, err)
@@ -116,7 +116,7 @@ func (b *claimBatcher) write(batch []*pendingClaim) error {
 	// the whole statement: claim them one by one, so each caller gets its
 	// own code's answer.
 	for i, p := range batch {
-		won, err := claimMany(context.Background(), db, []*pendingClaim{p})
+		won, err := claimMany(ctx, db, []*pendingClaim{p})
 		err = recordErr("claim wechat code", err)
 		answerClaims([]*pendingClaim{p}, won, err)
 		if unavailable(err) { // the rest would each wait it out

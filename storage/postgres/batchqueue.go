@@ -3,24 +3,45 @@ package postgres
 import (
 	"context"
 	"sync"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // batchQueue is the pending work of a batcher (batchwrite.go, batchread.go):
 // callers add to it and start a runner while fewer than maxWriters run;
 // each runner takes up to maxBatch at a time until the queue is empty, then
 // ends, so no goroutine outlives the work and a Store needs no Close for it.
+//
+// A batch runs on no caller's context (it serves many, and outlives any
+// one that gives up), so traced, it would be in no request's trace. With a
+// tracer, each caller's wait is a span of its request ("postgres batched
+// <name>"), and each batch a span ("postgres batch <name>") under its first
+// caller's wait, linked to every caller's: its statements appear in that
+// request's trace, and the others lead to them by the links.
 type batchQueue[T any] struct {
 	mu      sync.Mutex
 	pending []T
+	waits   []trace.Link // the callers' wait spans, parallel to pending (traced only)
 	runners int
+	name    string
+	tracer  trace.Tracer // nil: not traced
 }
 
-// add queues p and reports whether the caller must start a runner (which
-// then calls take until it returns nil).
-func (q *batchQueue[T]) add(p T) (startRunner bool) {
+// traceAs names the queue's spans and traces them with tracer (nil: off).
+func (q *batchQueue[T]) traceAs(tracer trace.Tracer, name string) {
+	q.tracer, q.name = tracer, name
+}
+
+// add queues p, whose caller waits in span wait, and reports whether the
+// caller must start a runner (which then calls take until it returns nil).
+func (q *batchQueue[T]) add(p T, wait trace.Link) (startRunner bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.pending = append(q.pending, p)
+	if q.tracer != nil {
+		q.waits = append(q.waits, wait)
+	}
 	if q.runners < maxWriters {
 		q.runners++
 		return true
@@ -28,21 +49,28 @@ func (q *batchQueue[T]) add(p T) (startRunner bool) {
 	return false
 }
 
-// take returns the next batch, or nil once the queue is empty: the runner
-// has been counted out and must end.
-func (q *batchQueue[T]) take() []T {
+// take returns the next batch and its callers' wait spans, or nil once
+// the queue is empty: the runner has been counted out and must end.
+func (q *batchQueue[T]) take() ([]T, []trace.Link) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	n := min(len(q.pending), maxBatch)
 	if n == 0 {
 		q.runners--
-		return nil
+		return nil, nil
 	}
 	batch := q.pending[:n:n]
 	if q.pending = q.pending[n:]; len(q.pending) == 0 {
 		q.pending = nil // let the drained array (and its entries) go
 	}
-	return batch
+	var waits []trace.Link
+	if len(q.waits) >= n {
+		waits = q.waits[:n:n]
+		if q.waits = q.waits[n:]; len(q.waits) == 0 {
+			q.waits = nil
+		}
+	}
+	return batch, waits
 }
 
 // drain empties the queue and returns what was pending.
@@ -50,8 +78,24 @@ func (q *batchQueue[T]) drain() []T {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	p := q.pending
-	q.pending = nil
+	q.pending, q.waits = nil, nil
 	return p
+}
+
+// each runs fn on batch after batch until the queue is empty (a runner's
+// loop), each batch on a context of its own span when traced.
+func (q *batchQueue[T]) each(fn func(ctx context.Context, batch []T)) {
+	for batch, waits := q.take(); batch != nil; batch, waits = q.take() {
+		if q.tracer == nil || len(waits) == 0 {
+			fn(context.Background(), batch)
+			continue
+		}
+		ctx, span := q.tracer.Start(trace.ContextWithSpanContext(context.Background(), waits[0].SpanContext),
+			"postgres batch "+q.name, trace.WithLinks(waits...),
+			trace.WithAttributes(attribute.Int("wxidp.batch.size", len(batch))))
+		fn(ctx, batch)
+		span.End()
+	}
 }
 
 // submit queues p on q, starting run when a runner is due, and waits for
@@ -59,7 +103,14 @@ func (q *batchQueue[T]) drain() []T {
 // (its runner never waits on a caller), and the caller says what that
 // means for its work.
 func submit[T, R any](ctx context.Context, q *batchQueue[T], run func(), p T, done <-chan R) (r R, ok bool) {
-	if q.add(p) {
+	var wait trace.Link
+	if q.tracer != nil {
+		var span trace.Span
+		ctx, span = q.tracer.Start(ctx, "postgres batched "+q.name)
+		defer span.End()
+		wait = trace.Link{SpanContext: span.SpanContext()}
+	}
+	if q.add(p, wait) {
 		go run()
 	}
 	select {

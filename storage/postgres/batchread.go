@@ -80,17 +80,17 @@ func (b *getBatcher) get(ctx context.Context, key string) (*scannedToken, error)
 
 // run reads batches until nothing is pending, then ends.
 func (b *getBatcher) run() {
-	for batch := b.queue.take(); batch != nil; batch = b.queue.take() {
-		if err := b.read(batch); unavailable(err) {
+	b.queue.each(func(ctx context.Context, batch []*pendingGet) {
+		if err := b.read(ctx, batch); unavailable(err) {
 			for _, p := range b.queue.drain() { // they would each wait out the outage in turn
 				p.done <- getResult{err: err}
 			}
 		}
-	}
+	})
 }
 
 // read answers batch with one statement, and returns the error it met.
-func (b *getBatcher) read(batch []*pendingGet) error {
+func (b *getBatcher) read(ctx context.Context, batch []*pendingGet) error {
 	keys := make([]string, len(batch))
 	for i, p := range batch {
 		keys[i] = p.key
@@ -101,7 +101,7 @@ func (b *getBatcher) read(batch []*pendingGet) error {
 		if b.args != nil {
 			args = append(args, b.args()...)
 		}
-		rows, err := timed{q: b.s.pool, d: b.s.timeout}.Query(context.Background(), b.table.getMany, args...)
+		rows, err := timed{q: b.s.pool, d: b.s.timeout}.Query(ctx, b.table.getMany, args...)
 		if err != nil {
 			return err
 		}

@@ -4,13 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"testing"
 
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/handler/openid"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wxidp/wxidp/storage"
+	"github.com/wxidp/wxidp/storage/postgres"
+	"github.com/wxidp/wxidp/storage/postgres/postgrestest"
 )
 
 // TestAccessTokenLookupsBatched: concurrent lookups of access tokens share
@@ -140,5 +147,65 @@ func checkConcurrent(t *testing.T, calls int, call func(i int) error) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestBatchesTraced: with a tracer, each batched call is a span of its
+// caller's trace, and each batch a span under one of its callers' waits,
+// linked to every one of them, so every caller leads to its batch.
+func TestBatchesTraced(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	s, _, _ := postgrestest.NewStore(t, postgres.WithTracerProvider(tp))
+	client := &storage.Client{ID: "rs"}
+	if err := s.CreateClient(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateAccessTokenSession(ctx, "at-0", grantRequest(client, "grant-0")); err != nil {
+		t.Fatal(err)
+	}
+	const n = 64
+	requests := make([]trace.SpanID, n)
+	checkConcurrent(t, n, func(i int) error {
+		ctx, span := tp.Tracer("test").Start(ctx, "request")
+		defer span.End()
+		requests[i] = span.SpanContext().SpanID()
+		_, err := s.GetAccessTokenSession(ctx, "at-0", openid.NewDefaultSession())
+		return err
+	})
+
+	waits := map[trace.SpanID]trace.SpanID{} // wait span -> its request's span
+	linked := map[trace.SpanID]int{}         // wait span -> batches linking it
+	batches := 0
+	for _, sp := range sr.Ended() {
+		switch sp.Name() {
+		case "postgres batched get access token":
+			waits[sp.SpanContext().SpanID()] = sp.Parent().SpanID()
+		case "postgres batch get access token":
+			batches++
+			parentLinked := false
+			for _, l := range sp.Links() {
+				linked[l.SpanContext.SpanID()]++
+				parentLinked = parentLinked || l.SpanContext.SpanID() == sp.Parent().SpanID()
+			}
+			if !parentLinked {
+				t.Errorf("batch span under %v, which it does not link", sp.Parent().SpanID())
+			}
+		}
+	}
+	for _, id := range requests {
+		if !slices.Contains(slices.Collect(maps.Values(waits)), id) {
+			t.Errorf("request %v has no wait span", id)
+		}
+	}
+	for w := range waits {
+		if linked[w] != 1 {
+			t.Errorf("wait span %v linked by %d batches, want 1", w, linked[w])
+		}
+	}
+	if len(waits) != n || batches == 0 || batches >= n/2 {
+		t.Errorf("%d wait spans, %d batches for %d concurrent calls", len(waits), batches, n)
 	}
 }

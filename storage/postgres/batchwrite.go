@@ -54,11 +54,11 @@ func (b *insertBatcher) insert(ctx context.Context, args []any) error {
 
 // run writes batches until nothing is pending, then ends.
 func (b *insertBatcher) run() {
-	for batch := b.queue.take(); batch != nil; batch = b.queue.take() {
-		if err := b.write(batch); err != nil {
+	b.queue.each(func(ctx context.Context, batch []*pendingInsert) {
+		if err := b.write(ctx, batch); err != nil {
 			b.failPending(err)
 		}
-	}
+	})
 }
 
 // failPending answers everything queued with the outage a batch just met:
@@ -71,10 +71,10 @@ func (b *insertBatcher) failPending(err error) {
 
 // write writes batch and answers its callers; it returns the error when
 // the database was unavailable.
-func (b *insertBatcher) write(batch []*pendingInsert) error {
+func (b *insertBatcher) write(ctx context.Context, batch []*pendingInsert) error {
 	db := timed{q: b.s.pool, d: b.s.timeout}
 	if len(batch) == 1 {
-		_, err := db.Exec(context.Background(), b.table.insert, batch[0].args...)
+		_, err := db.Exec(ctx, b.table.insert, batch[0].args...)
 		err = fositeErr("create "+b.table.what, err)
 		batch[0].done <- err
 		return unavailableErr(err)
@@ -83,7 +83,7 @@ func (b *insertBatcher) write(batch []*pendingInsert) error {
 	for _, p := range batch {
 		q.Queue(b.table.insert, p.args...)
 	}
-	err := db.SendBatch(context.Background(), q).Close()
+	err := db.SendBatch(ctx, q).Close()
 	if err == nil || unavailable(err) {
 		err = fositeErr("create "+b.table.what, err)
 		for _, p := range batch {
@@ -94,7 +94,7 @@ func (b *insertBatcher) write(batch []*pendingInsert) error {
 	// One bad row fails the whole implicit transaction: write them one by
 	// one, so each caller gets its own row's answer.
 	for _, p := range batch {
-		_, err := db.Exec(context.Background(), b.table.insert, p.args...)
+		_, err := db.Exec(ctx, b.table.insert, p.args...)
 		p.done <- fositeErr("create "+b.table.what, err)
 	}
 	return nil

@@ -22,7 +22,8 @@
 // tokens, fastrefresh.go): one
 // round trip and one commit for many, each caller answered only once its
 // own row is committed or read, so batching never weakens what a caller
-// can rely on.
+// can rely on. Traced (WithTracerProvider), a caller's wait and each batch
+// are spans, the batch linked to all its callers (batchqueue.go).
 //
 // The schema is in package migrations; this package never changes it.
 package postgres

@@ -72,8 +72,8 @@ type userBatcher struct {
 }
 
 func (b *userBatcher) run() {
-	for batch := b.queue.take(); batch != nil; batch = b.queue.take() {
-		users, err := b.read(batch)
+	b.queue.each(func(ctx context.Context, batch []*pendingUser) {
+		users, err := b.read(ctx, batch)
 		err = recordErr("returning user", err)
 		for i, p := range batch {
 			p.done <- userResult{user: users[i], err: err}
@@ -83,11 +83,11 @@ func (b *userBatcher) run() {
 				p.done <- userResult{err: err}
 			}
 		}
-	}
+	})
 }
 
 // read answers batch with one statement: each caller gets its own copy.
-func (b *userBatcher) read(batch []*pendingUser) ([]*storage.User, error) {
+func (b *userBatcher) read(ctx context.Context, batch []*pendingUser) ([]*storage.User, error) {
 	apps, openIDs, unionIDs := make([]string, len(batch)), make([]string, len(batch)), make([]*string, len(batch))
 	for i, p := range batch {
 		apps[i], openIDs[i] = p.id.AppID, p.id.OpenID
@@ -96,7 +96,7 @@ func (b *userBatcher) read(batch []*pendingUser) ([]*storage.User, error) {
 		}
 	}
 	users := make([]*storage.User, len(batch))
-	rows, err := timed{q: b.s.pool, d: b.s.timeout}.Query(context.Background(), returningUsers, apps, openIDs, unionIDs)
+	rows, err := timed{q: b.s.pool, d: b.s.timeout}.Query(ctx, returningUsers, apps, openIDs, unionIDs)
 	if err != nil {
 		return users, err
 	}
@@ -235,13 +235,13 @@ type loginBatcher struct {
 }
 
 func (b *loginBatcher) run() {
-	for batch := b.queue.take(); batch != nil; batch = b.queue.take() {
-		if err := b.write(batch); err != nil {
+	b.queue.each(func(ctx context.Context, batch []*pendingLogin) {
+		if err := b.write(ctx, batch); err != nil {
 			for _, p := range b.queue.drain() { // they would each wait out the outage in turn
 				p.done <- loginResult{err: err}
 			}
 		}
-	}
+	})
 }
 
 // write runs batch in one pipeline (one implicit transaction) and answers
@@ -250,19 +250,19 @@ func (b *loginBatcher) run() {
 // them in the same order. A statement that failed for any other reason (a
 // deadlock, say) wrote nothing: its caller is answered "not written", and
 // the transactional path decides.
-func (b *loginBatcher) write(batch []*pendingLogin) error {
+func (b *loginBatcher) write(ctx context.Context, batch []*pendingLogin) error {
 	db := timed{q: b.s.pool, d: b.s.timeout}
 	slices.SortStableFunc(batch, func(x, y *pendingLogin) int {
 		return cmp.Or(cmp.Compare(x.key.appID, y.key.appID), cmp.Compare(x.key.hash, y.key.hash))
 	})
-	written, err := writeLogins(db, batch)
+	written, err := writeLogins(ctx, db, batch)
 	if err == nil || unavailable(err) || len(batch) == 1 {
 		return answerLogins(batch, written, err)
 	}
 	// One failed statement fails the whole pipeline: write them one by
 	// one, so each caller gets its own answer.
 	for i, p := range batch {
-		w, err := writeLogins(db, []*pendingLogin{p})
+		w, err := writeLogins(ctx, db, []*pendingLogin{p})
 		if err := answerLogins([]*pendingLogin{p}, w, err); err != nil {
 			for _, q := range batch[i+1:] { // an outage: the rest would each wait it out
 				q.done <- loginResult{err: err}
@@ -286,12 +286,12 @@ func answerLogins(batch []*pendingLogin, written []bool, err error) error {
 	return err
 }
 
-func writeLogins(db timed, batch []*pendingLogin) ([]bool, error) {
+func writeLogins(ctx context.Context, db timed, batch []*pendingLogin) ([]bool, error) {
 	q := lockBoundedBatch(db.d)
 	for _, p := range batch {
 		q.Queue(p.sql, p.args...)
 	}
-	br := db.SendBatch(context.Background(), q)
+	br := db.SendBatch(ctx, q)
 	written := make([]bool, len(batch))
 	err := skipLockBound(br)
 	for i := 0; i < len(batch) && err == nil; i++ {

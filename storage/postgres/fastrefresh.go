@@ -147,13 +147,13 @@ type rotationBatcher struct {
 }
 
 func (b *rotationBatcher) run() {
-	for batch := b.queue.take(); batch != nil; batch = b.queue.take() {
-		if err := b.write(batch); err != nil {
+	b.queue.each(func(ctx context.Context, batch []*pendingRotation) {
+		if err := b.write(ctx, batch); err != nil {
 			for _, p := range b.queue.drain() { // they would each wait out the outage in turn
 				p.done <- rotated{err: err}
 			}
 		}
-	}
+	})
 }
 
 // write runs batch in one pipeline (one implicit transaction) and answers
@@ -161,14 +161,14 @@ func (b *rotationBatcher) run() {
 // Rotations are sorted by presented token, so two batches that share tokens
 // lock them in the same order. When a statement fails for anything but an
 // outage, they are written one by one, each caller getting its own answer.
-func (b *rotationBatcher) write(batch []*pendingRotation) error {
+func (b *rotationBatcher) write(ctx context.Context, batch []*pendingRotation) error {
 	slices.SortStableFunc(batch, func(x, y *pendingRotation) int { return cmp.Compare(x.rot.presented, y.rot.presented) })
-	results, err := b.send(batch)
+	results, err := b.send(ctx, batch)
 	if err == nil || unavailable(err) || len(batch) == 1 {
 		return answerRotations(batch, results, err)
 	}
 	for i, p := range batch {
-		r, err := b.send([]*pendingRotation{p})
+		r, err := b.send(ctx, []*pendingRotation{p})
 		if err := answerRotations([]*pendingRotation{p}, r, err); err != nil {
 			for _, q := range batch[i+1:] { // an outage: the rest would each wait it out
 				q.done <- rotated{err: err}
@@ -202,8 +202,8 @@ func answerRotations(batch []*pendingRotation, results []rotated, err error) err
 // send runs batch's statements on one connection. If the outcome of their
 // implicit COMMIT is unknown, each rotation is settled as a transaction's
 // would be, once the database answers again.
-func (b *rotationBatcher) send(batch []*pendingRotation) ([]rotated, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), b.s.timeout)
+func (b *rotationBatcher) send(ctx context.Context, batch []*pendingRotation) ([]rotated, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.s.timeout)
 	defer cancel()
 	conn, err := b.s.pool.Acquire(ctx)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wxidp/wxidp/storage"
 )
@@ -48,6 +49,8 @@ type Store struct {
 	// unsettled tracks refresh rotations whose COMMIT had an unknown
 	// outcome (unsettled.go).
 	unsettled *unsettled
+	// tracerProvider traces the batched calls (WithTracerProvider).
+	tracerProvider trace.TracerProvider
 }
 
 // Option configures a Store.
@@ -90,7 +93,28 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	for _, o := range opts {
 		o(s)
 	}
+	var tracer trace.Tracer // nil: batches untraced
+	if s.tracerProvider != nil {
+		tracer = s.tracerProvider.Tracer(tracerName)
+	}
+	s.accessWriter.queue.traceAs(tracer, "create "+accessTokens.what)
+	s.accessReader.queue.traceAs(tracer, "get "+accessTokens.what)
+	s.refreshReader.queue.traceAs(tracer, "get "+refreshTokens.what)
+	s.claims.queue.traceAs(tracer, "claim wechat code")
+	s.users.queue.traceAs(tracer, "returning user")
+	s.logins.queue.traceAs(tracer, "returning login")
+	s.rotations.queue.traceAs(tracer, "rotate refresh token")
 	return s
+}
+
+// tracerName is the instrumentation scope of the batches' spans.
+const tracerName = "github.com/wxidp/wxidp/storage/postgres"
+
+// WithTracerProvider traces the batched calls (batchqueue.go) with tp: a
+// span for each caller's wait and one for each batch, under which the
+// pool's tracer (WithTracer) records its statements. nil: not traced.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *Store) { s.tracerProvider = tp }
 }
 
 // clockNow reads the store's clock at the precision timestamptz keeps, so a
