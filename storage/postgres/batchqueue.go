@@ -17,8 +17,8 @@ import (
 // one that gives up), so traced, it would be in no request's trace. With a
 // tracer, each caller's wait is a span of its request ("postgres batched
 // <name>"), and each batch a span ("postgres batch <name>") under its first
-// caller's wait, linked to every caller's: its statements appear in that
-// request's trace, and the others lead to them by the links.
+// sampled caller's wait, linked to every caller's: its statements appear in
+// that request's trace, and the others lead to them by the links.
 type batchQueue[T any] struct {
 	mu      sync.Mutex
 	pending []T
@@ -63,12 +63,10 @@ func (q *batchQueue[T]) take() ([]T, []trace.Link) {
 	if q.pending = q.pending[n:]; len(q.pending) == 0 {
 		q.pending = nil // let the drained array (and its entries) go
 	}
-	var waits []trace.Link
-	if len(q.waits) >= n {
-		waits = q.waits[:n:n]
-		if q.waits = q.waits[n:]; len(q.waits) == 0 {
-			q.waits = nil
-		}
+	m := min(len(q.waits), n) // n when traced: add appends to both
+	waits := q.waits[:m:m]
+	if q.waits = q.waits[m:]; len(q.waits) == 0 {
+		q.waits = nil
 	}
 	return batch, waits
 }
@@ -90,12 +88,24 @@ func (q *batchQueue[T]) each(fn func(ctx context.Context, batch []T)) {
 			fn(context.Background(), batch)
 			continue
 		}
-		ctx, span := q.tracer.Start(trace.ContextWithSpanContext(context.Background(), waits[0].SpanContext),
+		ctx, span := q.tracer.Start(trace.ContextWithSpanContext(context.Background(), batchParent(waits)),
 			"postgres batch "+q.name, trace.WithLinks(waits...),
 			trace.WithAttributes(attribute.Int("wxidp.batch.size", len(batch))))
 		fn(ctx, batch)
 		span.End()
 	}
+}
+
+// batchParent is the wait a batch's span goes under: the first that is
+// sampled, so that with ratio sampling a batch is recorded when any of its
+// requests is (under an unsampled parent it would not be).
+func batchParent(waits []trace.Link) trace.SpanContext {
+	for _, w := range waits {
+		if w.SpanContext.IsSampled() {
+			return w.SpanContext
+		}
+	}
+	return waits[0].SpanContext
 }
 
 // submit queues p on q, starting run when a runner is due, and waits for

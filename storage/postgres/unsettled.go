@@ -116,8 +116,8 @@ func (u *unsettled) later(r rotation, fn func(context.Context) error) {
 		return
 	}
 	u.wg.Add(1)
+	u.tokens[r.presented]++
 	u.mu.Unlock()
-	u.mark(rs, 1)
 	go func() {
 		defer u.wg.Done()
 		defer u.mark(rs, -1)
