@@ -119,8 +119,8 @@ func (s *Store) get(ctx context.Context, t sessionTable, key string, session fos
 	return req, row.active, nil
 }
 
-// scan reads the row under key: in a batch for access and refresh tokens
-// outside a transaction (batchread.go), else on its own.
+// scan reads the row under key: in a batch outside a transaction
+// (batchread.go), else on its own.
 func (s *Store) scan(ctx context.Context, t sessionTable, key string, args ...any) (*scannedToken, error) {
 	if _, inTx := txFrom(ctx); !inTx {
 		switch t.get {
@@ -128,6 +128,12 @@ func (s *Store) scan(ctx context.Context, t sessionTable, key string, args ...an
 			return s.accessReader.get(ctx, key)
 		case refreshTokens.get:
 			return s.refreshReader.get(ctx, key)
+		case authorizeCodes.get:
+			return s.codeReader.get(ctx, key)
+		case pkceRequests.get:
+			return s.pkceReader.get(ctx, key)
+		case oidcSessions.get:
+			return s.oidcReader.get(ctx, key)
 		}
 	}
 	row := &scannedToken{}

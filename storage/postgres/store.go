@@ -36,6 +36,9 @@ type Store struct {
 	// refreshReader batches refresh-token lookups made outside a
 	// transaction; its batches judge the grace period when they are read.
 	refreshReader *getBatcher
+	// codeReader, pkceReader and oidcReader batch the reads of an
+	// authorization code exchange that fosite makes outside its transaction.
+	codeReader, pkceReader, oidcReader *getBatcher
 	// claims batches wx.login code claims made outside a transaction
 	// (batchclaim.go).
 	claims *claimBatcher
@@ -86,6 +89,9 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s.accessWriter = newInsertBatcher(s, accessTokens)
 	s.accessReader = newGetBatcher(s, accessTokens, nil)
 	s.refreshReader = newGetBatcher(s, refreshTokens, func() []any { return []any{s.graceCutoff(s.clockNow())} })
+	s.codeReader = newGetBatcher(s, authorizeCodes, nil)
+	s.pkceReader = newGetBatcher(s, pkceRequests, nil)
+	s.oidcReader = newGetBatcher(s, oidcSessions, nil)
 	s.claims = &claimBatcher{s: s}
 	s.users = &userBatcher{s: s}
 	s.logins = &loginBatcher{s: s}
@@ -100,6 +106,9 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s.accessWriter.queue.traceAs(tracer, "create "+accessTokens.what)
 	s.accessReader.queue.traceAs(tracer, "get "+accessTokens.what)
 	s.refreshReader.queue.traceAs(tracer, "get "+refreshTokens.what)
+	s.codeReader.queue.traceAs(tracer, "get "+authorizeCodes.what)
+	s.pkceReader.queue.traceAs(tracer, "get "+pkceRequests.what)
+	s.oidcReader.queue.traceAs(tracer, "get "+oidcSessions.what)
 	s.claims.queue.traceAs(tracer, "claim wechat code")
 	s.users.queue.traceAs(tracer, "returning user")
 	s.logins.queue.traceAs(tracer, "returning login")

@@ -1,0 +1,92 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/ory/fosite"
+	"github.com/ory/fosite/handler/openid"
+
+	"github.com/wxidp/wxidp/storage"
+)
+
+// TestCodeLookupsBatched: the three reads of an authorization code exchange
+// (the code, its PKCE request, its OpenID Connect session), which fosite
+// makes outside its transaction, share round trips across concurrent
+// exchanges as token lookups do, and each caller still gets its own answer:
+// its row, not found for an unknown code, and for a used code its request
+// with fosite.ErrInvalidatedAuthorizeCode (which replay detection needs).
+func TestCodeLookupsBatched(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, rt := tracedStore(t)
+	client := &storage.Client{ID: "web"}
+	if err := s.CreateClient(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+	const n = 32
+	for i := range n {
+		req := grantRequest(client, fmt.Sprintf("grant-%d", i))
+		code := fmt.Sprintf("code-%d", i)
+		if err := s.CreateAuthorizeCodeSession(ctx, code, req); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreatePKCERequestSession(ctx, code, req); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateOpenIDConnectSession(ctx, code, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.InvalidateAuthorizeCodeSession(ctx, "code-3"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // warm the pool's connections and statements
+		_, _ = s.GetAuthorizeCodeSession(ctx, "code-0", openid.NewDefaultSession())
+		_, _ = s.GetPKCERequestSession(ctx, "code-0", openid.NewDefaultSession())
+		_, _ = s.GetOpenIDConnectSession(ctx, "code-0", fosite.NewAuthorizeRequest())
+	}
+
+	lookups := []struct {
+		name string
+		get  func(code string) (fosite.Requester, error)
+	}{
+		{"code", func(c string) (fosite.Requester, error) {
+			return s.GetAuthorizeCodeSession(ctx, c, openid.NewDefaultSession())
+		}},
+		{"pkce", func(c string) (fosite.Requester, error) {
+			return s.GetPKCERequestSession(ctx, c, openid.NewDefaultSession())
+		}},
+		{"oidc", func(c string) (fosite.Requester, error) {
+			r := fosite.NewAuthorizeRequest()
+			r.Session = openid.NewDefaultSession()
+			return s.GetOpenIDConnectSession(ctx, c, r)
+		}},
+	}
+	for _, l := range lookups {
+		checkBatched(t, rt, 3*n, func(i int) error { // a third unknown, a third asked twice
+			if i >= 2*n {
+				i -= 2 * n
+			}
+			code := fmt.Sprintf("code-%d", i)
+			req, err := l.get(code)
+			switch {
+			case i >= n:
+				if !errors.Is(err, fosite.ErrNotFound) {
+					return fmt.Errorf("%s %s (unknown): %v, want not found", l.name, code, err)
+				}
+			case i == 3 && l.name == "code":
+				if !errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) || req == nil || req.GetID() != "grant-3" {
+					return fmt.Errorf("%s %s (used): %v, %v, want grant-3's request and ErrInvalidatedAuthorizeCode", l.name, code, req, err)
+				}
+			case err != nil:
+				return fmt.Errorf("%s %s: %v", l.name, code, err)
+			case req.GetID() != fmt.Sprintf("grant-%d", i) || req.GetSession().GetSubject() != fmt.Sprintf("sub-grant-%d", i):
+				return fmt.Errorf("%s %s: got the row of %s (%s)", l.name, code, req.GetID(), req.GetSession().GetSubject())
+			}
+			return nil
+		})
+	}
+}
