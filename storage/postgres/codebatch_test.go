@@ -90,3 +90,47 @@ func TestCodeLookupsBatched(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionDeletesBatched: fosite deletes a code's PKCE request and its
+// OpenID Connect session outside its transaction, each a commit of its own;
+// concurrent exchanges' deletes share a statement and a commit, and each
+// caller returns once its row is gone (an unknown key is no error).
+func TestSessionDeletesBatched(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, rt := tracedStore(t)
+	client := &storage.Client{ID: "web"}
+	if err := s.CreateClient(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+	const n = 48
+	for i := range n {
+		req := grantRequest(client, fmt.Sprintf("grant-%d", i))
+		code := fmt.Sprintf("code-%d", i)
+		if err := s.CreatePKCERequestSession(ctx, code, req); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateOpenIDConnectSession(ctx, code, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = s.DeletePKCERequestSession(ctx, "warm") // prepare the statements
+	_ = s.DeleteOpenIDConnectSession(ctx, "warm")
+
+	checkBatched(t, rt, 4*n, func(i int) error { // half of them unknown keys
+		code := fmt.Sprintf("code-%d", i%(2*n))
+		if i < 2*n {
+			return s.DeletePKCERequestSession(ctx, code)
+		}
+		return s.DeleteOpenIDConnectSession(ctx, code)
+	})
+	for i := range n {
+		code := fmt.Sprintf("code-%d", i)
+		if _, err := s.GetPKCERequestSession(ctx, code, openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
+			t.Errorf("PKCE request of %s after its delete returned: %v", code, err)
+		}
+		if _, err := s.GetOpenIDConnectSession(ctx, code, fosite.NewAuthorizeRequest()); !errors.Is(err, fosite.ErrNotFound) {
+			t.Errorf("OpenID Connect session of %s after its delete returned: %v", code, err)
+		}
+	}
+}

@@ -60,6 +60,16 @@ func storeCalls(s *postgres.Store) map[string]func(context.Context) error {
 			}
 			return err
 		},
+		// An authorization code exchange's reads and deletes outside its
+		// transaction, batched too.
+		"code lookup": func(ctx context.Context) error {
+			_, err := s.GetAuthorizeCodeSession(ctx, "nothing", nil)
+			if errors.Is(err, fosite.ErrNotFound) {
+				return nil
+			}
+			return err
+		},
+		"pkce delete": func(ctx context.Context) error { return s.DeletePKCERequestSession(ctx, "nothing") },
 		// A returning login's read and write, batched too.
 		"returning user": func(ctx context.Context) error {
 			_, err := s.ReturningUser(ctx, &storage.WeChatIdentity{AppID: "wxapp", OpenID: "nobody"})

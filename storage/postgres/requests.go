@@ -19,6 +19,8 @@ type sessionTable struct {
 	// getMany is get for many signatures ($1, an array; batchread.go).
 	getMany string
 	delete  string
+	// deleteMany is delete for many signatures ($1; batchdelete.go).
+	deleteMany string
 }
 
 const recordColumns = `signature, request_id, requested_at, client_id, requested_scopes, granted_scopes,
@@ -42,11 +44,12 @@ func newSessionTable(what, table, active string, extraColumns ...string) session
 			` + clientColumns + `
 			FROM ` + table + ` t JOIN clients c ON c.id = t.client_id WHERE t.signature `
 	return sessionTable{
-		what:    what,
-		insert:  `INSERT INTO ` + table + ` (` + cols + `) VALUES (` + vals + `)`,
-		get:     get + `= $1`,
-		getMany: get + `= ANY($1)`,
-		delete:  `DELETE FROM ` + table + ` WHERE signature = $1`,
+		what:       what,
+		insert:     `INSERT INTO ` + table + ` (` + cols + `) VALUES (` + vals + `)`,
+		get:        get + `= $1`,
+		getMany:    get + `= ANY($1)`,
+		delete:     `DELETE FROM ` + table + ` WHERE signature = $1`,
+		deleteMany: `DELETE FROM ` + table + ` WHERE signature = ANY($1)`,
 	}
 }
 
@@ -152,8 +155,18 @@ type joinedClient struct {
 
 func (j joinedClient) GetClient(context.Context, string) (fosite.Client, error) { return j.client, nil }
 
-// remove deletes the row under key; an unknown key is not an error.
+// remove deletes the row under key; an unknown key is not an error. Outside
+// a transaction, PKCE requests and OpenID Connect sessions are deleted in
+// batches (batchdelete.go).
 func (s *Store) remove(ctx context.Context, t sessionTable, key string) error {
+	if _, inTx := txFrom(ctx); !inTx {
+		switch t.delete {
+		case pkceRequests.delete:
+			return s.pkceDeleter.remove(ctx, key)
+		case oidcSessions.delete:
+			return s.oidcDeleter.remove(ctx, key)
+		}
+	}
 	_, err := s.db(ctx).Exec(ctx, t.delete, key)
 	return fositeErr("delete "+t.what, err)
 }

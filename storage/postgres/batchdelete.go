@@ -1,0 +1,71 @@
+package postgres
+
+import (
+	"context"
+)
+
+// fosite deletes an exchanged code's PKCE request and OpenID Connect session
+// outside its transaction, each statement a commit of its own (a WAL flush).
+// Concurrent exchanges' deletes of one table go in one statement and one
+// commit instead, as access-token inserts do (batchwrite.go); each caller
+// returns once the statement that deleted its row committed.
+
+type pendingDelete struct {
+	key  string
+	done chan error // buffered: the deleter never waits on a caller
+}
+
+type deleteBatcher struct {
+	s     *Store
+	table sessionTable
+	queue batchQueue[*pendingDelete]
+}
+
+func newDeleteBatcher(s *Store, t sessionTable) *deleteBatcher {
+	return &deleteBatcher{s: s, table: t}
+}
+
+// remove deletes the row under key (an unknown key is no error) and waits
+// until that is committed. A caller that gives up (ctx) leaves its row to
+// be deleted anyway.
+func (b *deleteBatcher) remove(ctx context.Context, key string) error {
+	if knownDown(ctx) {
+		return errKnownUnavailable
+	}
+	p := &pendingDelete{key: key, done: make(chan error, 1)}
+	err, ok := submit(ctx, &b.queue, b.run, p, p.done)
+	if !ok {
+		err = fositeErr("delete "+b.table.what, ctx.Err())
+	}
+	return noteDown(ctx, err)
+}
+
+// run deletes batches until nothing is pending, then ends.
+func (b *deleteBatcher) run() {
+	b.queue.each(func(ctx context.Context, batch []*pendingDelete) {
+		keys := make([]string, len(batch))
+		for i, p := range batch {
+			keys[i] = p.key
+		}
+		db := timed{q: b.s.pool, d: b.s.timeout}
+		_, err := db.Exec(ctx, b.table.deleteMany, keys)
+		err = fositeErr("delete "+b.table.what, err)
+		if err != nil && !unavailable(err) && len(batch) > 1 {
+			// Anything but an outage: one by one, so each caller gets its
+			// own key's answer.
+			for _, p := range batch {
+				_, err := db.Exec(ctx, b.table.delete, p.key)
+				p.done <- fositeErr("delete "+b.table.what, err)
+			}
+			return
+		}
+		for _, p := range batch {
+			p.done <- err
+		}
+		if unavailable(err) {
+			for _, p := range b.queue.drain() { // they would each wait out the outage in turn
+				p.done <- err
+			}
+		}
+	})
+}
