@@ -10,6 +10,7 @@ import (
 	"github.com/ory/fosite/handler/openid"
 
 	"github.com/wxidp/wxidp/storage"
+	"github.com/wxidp/wxidp/storage/postgres"
 )
 
 // TestCodeLookupsBatched: the three reads of an authorization code exchange
@@ -22,24 +23,8 @@ func TestCodeLookupsBatched(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, rt := tracedStore(t)
-	client := &storage.Client{ID: "web"}
-	if err := s.CreateClient(ctx, client); err != nil {
-		t.Fatal(err)
-	}
 	const n = 32
-	for i := range n {
-		req := grantRequest(client, fmt.Sprintf("grant-%d", i))
-		code := fmt.Sprintf("code-%d", i)
-		if err := s.CreateAuthorizeCodeSession(ctx, code, req); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.CreatePKCERequestSession(ctx, code, req); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.CreateOpenIDConnectSession(ctx, code, req); err != nil {
-			t.Fatal(err)
-		}
-	}
+	seedCodes(t, s, n, true)
 	if err := s.InvalidateAuthorizeCodeSession(ctx, "code-3"); err != nil {
 		t.Fatal(err)
 	}
@@ -99,21 +84,8 @@ func TestSessionDeletesBatched(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, rt := tracedStore(t)
-	client := &storage.Client{ID: "web"}
-	if err := s.CreateClient(ctx, client); err != nil {
-		t.Fatal(err)
-	}
 	const n = 48
-	for i := range n {
-		req := grantRequest(client, fmt.Sprintf("grant-%d", i))
-		code := fmt.Sprintf("code-%d", i)
-		if err := s.CreatePKCERequestSession(ctx, code, req); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.CreateOpenIDConnectSession(ctx, code, req); err != nil {
-			t.Fatal(err)
-		}
-	}
+	seedCodes(t, s, n, false)
 	_ = s.DeletePKCERequestSession(ctx, "warm") // prepare the statements
 	_ = s.DeleteOpenIDConnectSession(ctx, "warm")
 
@@ -131,6 +103,33 @@ func TestSessionDeletesBatched(t *testing.T) {
 		}
 		if _, err := s.GetOpenIDConnectSession(ctx, code, fosite.NewAuthorizeRequest()); !errors.Is(err, fosite.ErrNotFound) {
 			t.Errorf("OpenID Connect session of %s after its delete returned: %v", code, err)
+		}
+	}
+}
+
+// seedCodes stores n codes' PKCE requests and OpenID Connect sessions
+// (code-0 …, grants grant-0 …, of client "web"), and the codes themselves
+// with withCodes.
+func seedCodes(t *testing.T, s *postgres.Store, n int, withCodes bool) {
+	t.Helper()
+	ctx := context.Background()
+	client := &storage.Client{ID: "web"}
+	if err := s.CreateClient(ctx, client); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		req := grantRequest(client, fmt.Sprintf("grant-%d", i))
+		code := fmt.Sprintf("code-%d", i)
+		if withCodes {
+			if err := s.CreateAuthorizeCodeSession(ctx, code, req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.CreatePKCERequestSession(ctx, code, req); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateOpenIDConnectSession(ctx, code, req); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
