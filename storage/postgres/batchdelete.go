@@ -4,11 +4,13 @@ import (
 	"context"
 )
 
-// fosite deletes an exchanged code's PKCE request and OpenID Connect session
-// outside its transaction, each statement a commit of its own (a WAL flush).
-// Concurrent exchanges' deletes of one table go in one statement and one
-// commit instead, as access-token inserts do (batchwrite.go); each caller
-// returns once the statement that deleted its row committed.
+// fosite deletes an exchanged code's OpenID Connect session outside its
+// transaction, a statement and a commit of its own (a WAL flush the
+// exchange waits for). Concurrent exchanges' deletes go in one statement and
+// one commit instead, as access-token inserts do (batchwrite.go); each
+// caller returns once the statement that deleted its row committed. (Its
+// PKCE request fosite deletes too, but the provider keeps it, to tell a
+// replayed code: provider/refresh_reuse.go.)
 
 type pendingDelete struct {
 	key  string
@@ -53,9 +55,14 @@ func (b *deleteBatcher) run() {
 		if err != nil && !unavailable(err) && len(batch) > 1 {
 			// Anything but an outage: one by one, so each caller gets its
 			// own key's answer.
-			for _, p := range batch {
+			for i, p := range batch {
 				_, err := db.Exec(ctx, b.table.delete, p.key)
-				p.done <- fositeErr("delete "+b.table.what, err)
+				err = fositeErr("delete "+b.table.what, err)
+				p.done <- err
+				if unavailable(err) { // the rest would each wait it out
+					b.failAll(batch[i+1:], err)
+					return
+				}
 			}
 			return
 		}
@@ -63,9 +70,15 @@ func (b *deleteBatcher) run() {
 			p.done <- err
 		}
 		if unavailable(err) {
-			for _, p := range b.queue.drain() { // they would each wait out the outage in turn
-				p.done <- err
-			}
+			b.failAll(nil, err)
 		}
 	})
+}
+
+// failAll answers rest and everything queued with the outage err: they
+// would each wait it out in turn.
+func (b *deleteBatcher) failAll(rest []*pendingDelete, err error) {
+	for _, p := range append(rest, b.queue.drain()...) {
+		p.done <- err
+	}
 }

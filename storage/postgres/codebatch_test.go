@@ -76,31 +76,23 @@ func TestCodeLookupsBatched(t *testing.T) {
 	}
 }
 
-// TestSessionDeletesBatched: fosite deletes a code's PKCE request and its
-// OpenID Connect session outside its transaction, each a commit of its own;
-// concurrent exchanges' deletes share a statement and a commit, and each
-// caller returns once its row is gone (an unknown key is no error).
+// TestSessionDeletesBatched: fosite deletes a code's OpenID Connect session
+// outside its transaction, a commit of its own; concurrent exchanges'
+// deletes share a statement and a commit, and each caller returns once its
+// row is gone (an unknown key is no error).
 func TestSessionDeletesBatched(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	s, rt := tracedStore(t)
 	const n = 48
 	seedCodes(t, s, n, false)
-	_ = s.DeletePKCERequestSession(ctx, "warm") // prepare the statements
-	_ = s.DeleteOpenIDConnectSession(ctx, "warm")
+	_ = s.DeleteOpenIDConnectSession(ctx, "warm") // prepare the statement
 
-	checkBatched(t, rt, 4*n, func(i int) error { // half of them unknown keys
-		code := fmt.Sprintf("code-%d", i%(2*n))
-		if i < 2*n {
-			return s.DeletePKCERequestSession(ctx, code)
-		}
-		return s.DeleteOpenIDConnectSession(ctx, code)
+	checkBatched(t, rt, 4*n, func(i int) error { // half of them unknown keys, a quarter twice
+		return s.DeleteOpenIDConnectSession(ctx, fmt.Sprintf("code-%d", i%(2*n)+n*(i/(3*n))))
 	})
 	for i := range n {
 		code := fmt.Sprintf("code-%d", i)
-		if _, err := s.GetPKCERequestSession(ctx, code, openid.NewDefaultSession()); !errors.Is(err, fosite.ErrNotFound) {
-			t.Errorf("PKCE request of %s after its delete returned: %v", code, err)
-		}
 		if _, err := s.GetOpenIDConnectSession(ctx, code, fosite.NewAuthorizeRequest()); !errors.Is(err, fosite.ErrNotFound) {
 			t.Errorf("OpenID Connect session of %s after its delete returned: %v", code, err)
 		}
@@ -132,4 +124,39 @@ func seedCodes(t *testing.T, s *postgres.Store, n int, withCodes bool) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestBatchedKeysUnstorable: a key no row can have (a NUL byte, invalid
+// UTF-8: whatever a client sends as a code or token) is not found, and
+// does not fail the lookups or deletes that share its batch, which
+// PostgreSQL would refuse whole for that one array element.
+func TestBatchedKeysUnstorable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := tracedStore(t)
+	const n = 32
+	seedCodes(t, s, n, true)
+	bad := []string{"x\x00", "\xff", "code-1\x00"}
+	checkConcurrent(t, 6*n, func(i int) error {
+		code := fmt.Sprintf("code-%d", i%n)
+		if i%2 == 1 {
+			code = bad[i%len(bad)]
+		}
+		var err error
+		switch i / (2 * n) {
+		case 0:
+			_, err = s.GetAuthorizeCodeSession(ctx, code, openid.NewDefaultSession())
+		case 1:
+			_, err = s.GetAccessTokenSession(ctx, code, openid.NewDefaultSession())
+		case 2:
+			err = s.DeleteOpenIDConnectSession(ctx, code)
+		}
+		if errors.Is(err, fosite.ErrNotFound) {
+			err = nil // unknown access tokens, the bad keys
+		}
+		if err != nil {
+			return fmt.Errorf("call %d (key %q): %v", i, code, err)
+		}
+		return nil
+	})
 }

@@ -69,7 +69,14 @@ func storeCalls(s *postgres.Store) map[string]func(context.Context) error {
 			}
 			return err
 		},
-		"pkce delete": func(ctx context.Context) error { return s.DeletePKCERequestSession(ctx, "nothing") },
+		"oidc lookup": func(ctx context.Context) error {
+			_, err := s.GetOpenIDConnectSession(ctx, "nothing", nil)
+			if errors.Is(err, fosite.ErrNotFound) {
+				return nil
+			}
+			return err
+		},
+		"oidc delete": func(ctx context.Context) error { return s.DeleteOpenIDConnectSession(ctx, "nothing") },
 		// A returning login's read and write, batched too.
 		"returning user": func(ctx context.Context) error {
 			_, err := s.ReturningUser(ctx, &storage.WeChatIdentity{AppID: "wxapp", OpenID: "nobody"})

@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/ory/fosite"
 
@@ -125,6 +127,9 @@ func (s *Store) get(ctx context.Context, t sessionTable, key string, session fos
 // scan reads the row under key: in a batch outside a transaction
 // (batchread.go), else on its own.
 func (s *Store) scan(ctx context.Context, t sessionTable, key string, args ...any) (*scannedToken, error) {
+	if !storableKey(key) {
+		return nil, fosite.ErrNotFound
+	}
 	if _, inTx := txFrom(ctx); !inTx {
 		switch t.get {
 		case accessTokens.get:
@@ -146,6 +151,15 @@ func (s *Store) scan(ctx context.Context, t sessionTable, key string, args ...an
 	return row, nil
 }
 
+// storableKey reports whether a row can have key: PostgreSQL's text holds
+// neither a NUL byte nor invalid UTF-8, and refuses a statement that sends
+// one. Keys derive from what clients send (a code's or token's signature),
+// so such a key is simply not found, and never fails a batch it would share
+// with other requests' keys.
+func storableKey(key string) bool {
+	return utf8.ValidString(key) && strings.IndexByte(key, 0) < 0
+}
+
 // joinedClient hands RequestRecord.Requester the client the row was joined
 // with, instead of letting it query for it again.
 type joinedClient struct {
@@ -156,14 +170,14 @@ type joinedClient struct {
 func (j joinedClient) GetClient(context.Context, string) (fosite.Client, error) { return j.client, nil }
 
 // remove deletes the row under key; an unknown key is not an error. Outside
-// a transaction, PKCE requests and OpenID Connect sessions are deleted in
-// batches (batchdelete.go).
+// a transaction, OpenID Connect sessions are deleted in batches
+// (batchdelete.go).
 func (s *Store) remove(ctx context.Context, t sessionTable, key string) error {
+	if !storableKey(key) {
+		return nil
+	}
 	if _, inTx := txFrom(ctx); !inTx {
-		switch t.delete {
-		case pkceRequests.delete:
-			return s.pkceDeleter.remove(ctx, key)
-		case oidcSessions.delete:
+		if t.delete == oidcSessions.delete {
 			return s.oidcDeleter.remove(ctx, key)
 		}
 	}
