@@ -59,8 +59,8 @@ func (b *deleteBatcher) run() {
 				_, err := db.Exec(ctx, b.table.delete, p.key)
 				err = fositeErr("delete "+b.table.what, err)
 				p.done <- err
-				if unavailable(err) { // the rest would each wait it out
-					b.failAll(batch[i+1:], err)
+				if unavailable(err) {
+					b.queue.failAll(batch[i+1:], func(p *pendingDelete) { p.done <- err })
 					return
 				}
 			}
@@ -70,15 +70,7 @@ func (b *deleteBatcher) run() {
 			p.done <- err
 		}
 		if unavailable(err) {
-			b.failAll(nil, err)
+			b.queue.failAll(nil, func(p *pendingDelete) { p.done <- err })
 		}
 	})
-}
-
-// failAll answers rest and everything queued with the outage err: they
-// would each wait it out in turn.
-func (b *deleteBatcher) failAll(rest []*pendingDelete, err error) {
-	for _, p := range append(rest, b.queue.drain()...) {
-		p.done <- err
-	}
 }

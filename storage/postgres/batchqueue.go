@@ -80,6 +80,14 @@ func (q *batchQueue[T]) drain() []T {
 	return p
 }
 
+// failAll answers rest and then everything queued with answer: after an
+// outage, they would each wait it out in turn.
+func (q *batchQueue[T]) failAll(rest []T, answer func(T)) {
+	for _, p := range append(rest, q.drain()...) {
+		answer(p)
+	}
+}
+
 // each runs fn on batch after batch until the queue is empty (a runner's
 // loop), each batch on a context of its own span when traced.
 func (q *batchQueue[T]) each(fn func(ctx context.Context, batch []T)) {

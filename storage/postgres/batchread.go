@@ -78,19 +78,32 @@ func (b *getBatcher) get(ctx context.Context, key string) (*scannedToken, error)
 	return r.row, nil
 }
 
-// run reads batches until nothing is pending, then ends.
+// run reads batches until nothing is pending, then ends. A batch whose
+// statement failed for anything but an outage is read again key by key, so
+// one caller's key cannot fail the others.
 func (b *getBatcher) run() {
 	b.queue.each(func(ctx context.Context, batch []*pendingGet) {
-		if err := b.read(ctx, batch); unavailable(err) {
-			for _, p := range b.queue.drain() { // they would each wait out the outage in turn
-				p.done <- getResult{err: err}
+		found, err := b.read(ctx, batch)
+		if err != nil && !unavailable(err) && len(batch) > 1 {
+			for i := range batch {
+				found, err := b.read(ctx, batch[i:i+1])
+				answerGets(batch[i:i+1], found, err)
+				if unavailable(err) {
+					b.queue.failAll(batch[i+1:], func(p *pendingGet) { p.done <- getResult{err: err} })
+					return
+				}
 			}
+			return
+		}
+		answerGets(batch, found, err)
+		if unavailable(err) {
+			b.queue.failAll(nil, func(p *pendingGet) { p.done <- getResult{err: err} })
 		}
 	})
 }
 
-// read answers batch with one statement, and returns the error it met.
-func (b *getBatcher) read(ctx context.Context, batch []*pendingGet) error {
+// read reads batch's rows with one statement, by signature.
+func (b *getBatcher) read(ctx context.Context, batch []*pendingGet) (map[string]*scannedToken, error) {
 	keys := make([]string, len(batch))
 	for i, p := range batch {
 		keys[i] = p.key
@@ -115,7 +128,11 @@ func (b *getBatcher) read(ctx context.Context, batch []*pendingGet) error {
 		}
 		return rows.Err()
 	}()
-	err = fositeErr("get "+b.table.what, err)
+	return found, fositeErr("get "+b.table.what, err)
+}
+
+// answerGets answers batch's callers from found, or with err.
+func answerGets(batch []*pendingGet, found map[string]*scannedToken, err error) {
 	// Callers of one key each rebuild their own request: copies are made
 	// before anyone gets the row.
 	rows := make([]*scannedToken, len(batch))
@@ -129,7 +146,6 @@ func (b *getBatcher) read(ctx context.Context, batch []*pendingGet) error {
 	for i, p := range batch {
 		p.done <- getResult{row: rows[i], err: err}
 	}
-	return err
 }
 
 // clone copies everything a caller rebuilding its request could change.

@@ -160,3 +160,28 @@ func TestBatchedKeysUnstorable(t *testing.T) {
 		return nil
 	})
 }
+
+// TestBatchedReadOneKeyFails: a batched read whose statement fails for
+// anything but an outage (here a key PostgreSQL refuses, let past the check
+// that normally keeps it out) is read again key by key, so only the caller
+// of that key gets the error.
+func TestBatchedReadOneKeyFails(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _ := tracedStore(t)
+	const n = 32
+	seedCodes(t, s, n, true)
+	checkConcurrent(t, 4*n, func(i int) error {
+		if i%4 == 3 {
+			if err := postgres.LookupAccessTokenBatched(ctx, s, "x\x00"); err == nil || errors.Is(err, fosite.ErrNotFound) {
+				return fmt.Errorf("a refused key: %v, want its error", err)
+			}
+			return nil
+		}
+		err := postgres.LookupAccessTokenBatched(ctx, s, fmt.Sprintf("at-%d", i))
+		if !errors.Is(err, fosite.ErrNotFound) {
+			return fmt.Errorf("a key beside a refused one: %v, want not found", err)
+		}
+		return nil
+	})
+}
