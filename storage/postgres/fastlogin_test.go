@@ -170,11 +170,7 @@ func TestReturningLoginRaces(t *testing.T) {
 	if err := s.CreateClient(ctx, client); err != nil {
 		t.Fatal(err)
 	}
-	ops := map[string]func(userID string) error{
-		"disable": func(userID string) error { _, err := s.SetUserDisabled(ctx, userID, true); return err },
-		"erase":   func(userID string) error { return s.EraseUser(ctx, userID) },
-	}
-	for name, op := range ops {
+	for name, op := range disableOrErase(ctx, s) {
 		for round := range 4 {
 			openID := fmt.Sprintf("o-%s-%d", name, round)
 			id := &storage.WeChatIdentity{AppID: "wxa", OpenID: openID, SessionKey: []byte("k")}
@@ -233,4 +229,13 @@ func tokensLeft(t *testing.T, pool *pgxpool.Pool, userID string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// disableOrErase are the two ends of a user that the batched writes race
+// (returning logins, refresh rotations), by name.
+func disableOrErase(ctx context.Context, s *postgres.Store) map[string]func(userID string) error {
+	return map[string]func(userID string) error{
+		"disable": func(userID string) error { _, err := s.SetUserDisabled(ctx, userID, true); return err },
+		"erase":   func(userID string) error { return s.EraseUser(ctx, userID) },
+	}
 }

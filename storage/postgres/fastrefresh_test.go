@@ -253,11 +253,7 @@ func TestRotateAndIssueRaces(t *testing.T) {
 	if err := s.CreateClient(ctx, client); err != nil {
 		t.Fatal(err)
 	}
-	ops := map[string]func(userID string) error{
-		"disable": func(userID string) error { _, err := s.SetUserDisabled(ctx, userID, true); return err },
-		"erase":   func(userID string) error { return s.EraseUser(ctx, userID) },
-	}
-	for name, op := range ops {
+	for name, op := range disableOrErase(ctx, s) {
 		for round := range 4 {
 			openID := fmt.Sprintf("o-%s-%d", name, round)
 			user, err := s.LinkWeChatIdentity(ctx, &storage.WeChatIdentity{AppID: "wxa", OpenID: openID}, "user-"+openID)
