@@ -15,6 +15,7 @@ import (
 
 	"github.com/wxidp/wxidp/audit"
 	"github.com/wxidp/wxidp/provider/apptoken"
+	"github.com/wxidp/wxidp/provider/authcode"
 	"github.com/wxidp/wxidp/provider/refresh"
 	"github.com/wxidp/wxidp/provider/scan"
 	"github.com/wxidp/wxidp/storage"
@@ -160,8 +161,9 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		func(fosite.Configurator, interface{}, interface{}) interface{} { return grant },
 		compose.OAuth2ClientCredentialsGrantFactory,
 		// Scan-to-login: the authorization code (the OIDC handler adds the
-		// ID token, the PKCE handler binds the code to its verifier).
-		compose.OAuth2AuthorizeExplicitFactory,
+		// ID token, the PKCE handler binds the code to its verifier). Its
+		// tokens are written by the store's fast path, if it has one.
+		authcode.Factory(d.Store),
 		compose.OpenIDConnectExplicitFactory,
 		compose.OAuth2PKCEFactory,
 		// fosite's order: the OAuth2 refresh handler before the OIDC one.

@@ -2,10 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
-	"fmt"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/ory/fosite"
 
@@ -45,31 +41,11 @@ func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, s
 // is not exchanged (storage.ErrUserDisabled): disabling (and erasing)
 // waits for the exchange's tokens and deletes them.
 func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature string) error {
-	var used, refused bool
-	err := s.db(ctx).QueryRow(ctx, `WITH usr AS (
-			SELECT u.disabled_at IS NOT NULL AS disabled FROM users u
-			WHERE u.id = (SELECT subject FROM oauth2_authorization_codes WHERE signature = $1)
-			FOR SHARE
-		), upd AS (
-			UPDATE oauth2_authorization_codes SET active = false
-			WHERE signature = $1 AND active AND NOT EXISTS (SELECT 1 FROM usr WHERE disabled)
-			RETURNING 1)
-		SELECT NOT EXISTS (SELECT 1 FROM upd), EXISTS (SELECT 1 FROM usr WHERE disabled)
-		FROM oauth2_authorization_codes WHERE signature = $1`,
-		signature).Scan(&used, &refused)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fosite.ErrNotFound
-	}
-	if err != nil {
+	var c codeInvalidation
+	if err := c.scan(s.db(ctx).QueryRow(ctx, invalidateCodeCTEs+invalidateCodeResult, signature)); err != nil {
 		return fositeErr("invalidate authorize code", err)
 	}
-	if refused {
-		return fmt.Errorf("postgres: invalidate authorize code: %w", storage.ErrUserDisabled)
-	}
-	if used {
-		return fosite.ErrInvalidatedAuthorizeCode
-	}
-	return nil
+	return c.err("invalidate authorize code")
 }
 
 // CreatePKCERequestSession stores the PKCE request of a code signature.

@@ -5,7 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/wxidp/wxidp/storage"
 )
@@ -19,8 +20,8 @@ import (
 // SHARE) as linkSame does: a disable or erasure either waits for the
 // statement and then deletes its tokens, or commits first and the statement
 // writes nothing. Being one statement, it is atomic, and statements of
-// concurrent logins go in one pipeline and one commit (batchwrite.go's
-// pattern): a login costs a share of two round trips instead of three of
+// concurrent logins go in one pipeline and one commit (stmtBatcher,
+// batchstmt.go): a login costs a share of two round trips instead of three of
 // its own and a commit. A login the statement did not write (the identity
 // moved, the user was disabled or erased meanwhile) takes the transactional
 // path, which says why or links anew.
@@ -129,7 +130,7 @@ func (b *userBatcher) read(ctx context.Context, batch []*pendingUser) ([]*storag
 // row is read again and found disabled); only then are the identity and the
 // tokens written, so a login that is refused writes nothing at all.
 func loginWrite(withRefresh bool) string {
-	q := `WITH i AS (
+	return `WITH i AS (
 		SELECT 1 FROM wechat_identities
 		WHERE app_id = $1 AND open_id = $2 AND user_id = $4 AND ($5::text IS NULL OR union_id = $5)
 		FOR UPDATE
@@ -139,17 +140,7 @@ func loginWrite(withRefresh bool) string {
 		UPDATE wechat_identities SET session_key = $3, updated_at = $6
 		WHERE app_id = $1 AND open_id = $2 AND EXISTS (SELECT 1 FROM u)
 		RETURNING 1
-	), a AS (
-		INSERT INTO oauth2_access_tokens (` + recordColumns + `) SELECT ` + placeholders(7, 12) + `
-		WHERE EXISTS (SELECT 1 FROM l)
-	)`
-	if withRefresh {
-		q += `, r AS (
-		INSERT INTO oauth2_refresh_tokens (` + recordColumns + `, access_token_signature) SELECT ` + placeholders(19, 13) + `
-		WHERE EXISTS (SELECT 1 FROM l)
-	)`
-	}
-	return q + ` SELECT count(*) FROM l`
+	)` + tokenInserts(7, withRefresh, "l") + ` SELECT count(*) FROM l`
 }
 
 var (
@@ -209,98 +200,28 @@ func (s *Store) ReturningLogin(ctx context.Context, id *storage.WeChatIdentity, 
 	if knownDown(ctx) {
 		return false, errKnownUnavailable
 	}
-	p := &pendingLogin{key: codeKey{id.AppID, id.OpenID}, sql: sql, args: args, done: make(chan loginResult, 1)}
-	r, ok := submit(ctx, &s.logins.queue, s.logins.run, p, p.done)
+	p := &pendingLogin{key: codeKey{id.AppID, id.OpenID}, stmtCall: newStmtCall[int](sql, args)}
+	a, ok := s.logins.submit(ctx, p)
 	if !ok {
 		return false, noteDown(ctx, recordErr("returning login", ctx.Err()))
 	}
-	return r.written, noteDown(ctx, r.err)
+	// A statement that failed wrote nothing: the transactional path decides.
+	return a.err == nil && !a.failed && a.r == 1, noteDown(ctx, a.err)
 }
 
+// pendingLogin is a returning login's statement; its row is the count of
+// identities it wrote (1 or 0).
 type pendingLogin struct {
-	key  codeKey // app and openid: the batch's lock order
-	sql  string
-	args []any
-	done chan loginResult // buffered: the writer never waits on a caller
+	stmtCall[int]
+	key codeKey // app and openid: the batch's lock order
 }
 
-type loginResult struct {
-	written bool
-	err     error
-}
-
-type loginBatcher struct {
-	s     *Store
-	queue batchQueue[*pendingLogin]
-}
-
-func (b *loginBatcher) run() {
-	b.queue.each(func(ctx context.Context, batch []*pendingLogin) {
-		if err := b.write(ctx, batch); err != nil {
-			for _, p := range b.queue.drain() { // they would each wait out the outage in turn
-				p.done <- loginResult{err: err}
-			}
-		}
-	})
-}
-
-// write runs batch in one pipeline (one implicit transaction) and answers
-// its callers; it returns the error when the database was unavailable. Its
-// logins are sorted by identity, so two batches that share identities lock
-// them in the same order. A statement that failed for any other reason (a
-// deadlock, say) wrote nothing: its caller is answered "not written", and
-// the transactional path decides.
-func (b *loginBatcher) write(ctx context.Context, batch []*pendingLogin) error {
-	db := timed{q: b.s.pool, d: b.s.timeout}
-	slices.SortStableFunc(batch, func(x, y *pendingLogin) int {
-		return cmp.Or(cmp.Compare(x.key.appID, y.key.appID), cmp.Compare(x.key.hash, y.key.hash))
-	})
-	written, err := writeLogins(ctx, db, batch)
-	if err == nil || unavailable(err) || len(batch) == 1 {
-		return answerLogins(batch, written, err)
+func newLoginBatcher(s *Store) *stmtBatcher[int, *pendingLogin] {
+	return &stmtBatcher[int, *pendingLogin]{
+		s: s, what: "returning login",
+		order: func(x, y *pendingLogin) int {
+			return cmp.Or(cmp.Compare(x.key.appID, y.key.appID), cmp.Compare(x.key.hash, y.key.hash))
+		},
+		scan: func(row pgx.Row, n *int) error { return row.Scan(n) },
 	}
-	// One failed statement fails the whole pipeline: write them one by
-	// one, so each caller gets its own answer.
-	for i, p := range batch {
-		w, err := writeLogins(ctx, db, []*pendingLogin{p})
-		if err := answerLogins([]*pendingLogin{p}, w, err); err != nil {
-			for _, q := range batch[i+1:] { // an outage: the rest would each wait it out
-				q.done <- loginResult{err: err}
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-// answerLogins answers batch after writeLogins returned written, err, and
-// returns the answer's error if it is an outage.
-func answerLogins(batch []*pendingLogin, written []bool, err error) error {
-	if err != nil && !unavailable(err) {
-		written, err = nil, nil
-	}
-	err = recordErr("returning login", err)
-	for i, p := range batch {
-		p.done <- loginResult{written: err == nil && i < len(written) && written[i], err: err}
-	}
-	return err
-}
-
-func writeLogins(ctx context.Context, db timed, batch []*pendingLogin) ([]bool, error) {
-	q := lockBoundedBatch(db.d)
-	for _, p := range batch {
-		q.Queue(p.sql, p.args...)
-	}
-	br := db.SendBatch(ctx, q)
-	written := make([]bool, len(batch))
-	err := skipLockBound(br)
-	for i := 0; i < len(batch) && err == nil; i++ {
-		var n int
-		err = br.QueryRow().Scan(&n)
-		written[i] = err == nil && n == 1
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	return written, err
 }

@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/ory/fosite"
 
 	"github.com/wxidp/wxidp/storage"
@@ -32,13 +32,7 @@ import (
 // rotateAndIssue: $1–$4 the rotation's (presented signature, request ID,
 // now, grace cutoff), then the access token's record columns, then the
 // refresh token's and its access_token_signature.
-var rotateAndIssue = rotationCTEs + `, a AS (
-		INSERT INTO oauth2_access_tokens (` + recordColumns + `) SELECT ` + placeholders(5, 12) + `
-		WHERE EXISTS (SELECT 1 FROM rotated)
-	), r AS (
-		INSERT INTO oauth2_refresh_tokens (` + recordColumns + `, access_token_signature) SELECT ` + placeholders(17, 13) + `
-		WHERE EXISTS (SELECT 1 FROM rotated)
-	)` + rotationResult
+var rotateAndIssue = rotationCTEs + tokenInserts(5, true, "rotated") + rotationResult
 
 // RotateAndIssue rotates the presented refresh token of requestID as
 // RotateRefreshToken does and stores the tokens issue creates (an access
@@ -67,12 +61,11 @@ func (s *Store) RotateAndIssue(ctx context.Context, requestID, presented string,
 	}
 	now := s.clockNow()
 	p := &pendingRotation{
-		rot:     rotation{presented: presented, requestID: requestID, at: now},
-		created: txCreated{access: []string{d.access[0].(string)}, refresh: []string{d.refresh[0].(string)}},
-		args:    append(append([]any{presented, requestID, now, s.graceCutoff(now)}, d.access...), d.refresh...),
-		done:    make(chan rotated, 1),
+		stmtCall: newStmtCall[rotated](rotateAndIssue, append(append([]any{presented, requestID, now, s.graceCutoff(now)}, d.access...), d.refresh...)),
+		rot:      rotation{presented: presented, requestID: requestID, at: now},
+		created:  txCreated{access: []string{d.access[0].(string)}, refresh: []string{d.refresh[0].(string)}},
 	}
-	r, ok := submit(ctx, &s.rotations.queue, s.rotations.run, p, p.done)
+	a, ok := s.rotations.submit(ctx, p)
 	if !ok {
 		s.undoIfWritten(p)
 		// Unavailable even when the client went away (context.Canceled):
@@ -80,13 +73,13 @@ func (s *Store) RotateAndIssue(ctx context.Context, requestID, presented string,
 		return false, noteDown(ctx, fmt.Errorf("%w: rotate refresh token: %w", storage.ErrUnavailable, ctx.Err()))
 	}
 	switch {
-	case r.err != nil:
-		return false, noteDown(ctx, r.err)
-	case r.failed:
+	case a.err != nil:
+		return false, noteDown(ctx, a.err)
+	case a.failed:
 		return false, nil
-	case r.disabled:
+	case a.r.disabled:
 		return false, fmt.Errorf("postgres: rotate refresh token: %w", storage.ErrUserDisabled)
-	case r.n == 0:
+	case a.r.n == 0:
 		return false, fosite.ErrNotFound
 	}
 	return true, nil
@@ -105,20 +98,20 @@ func collectWrites(ctx context.Context, issue func(context.Context) error) (*def
 // waiting, rotates after all; its token reads as unavailable until then.
 func (s *Store) undoIfWritten(p *pendingRotation) {
 	var (
-		r   rotated
+		a   stmtAnswer[rotated]
 		got bool
 	)
 	s.unsettled.later(p.rot, func(ctx context.Context) error {
 		if !got {
 			select {
-			case r = <-p.done:
+			case a = <-p.done:
 				got = true
 			case <-ctx.Done():
 				return ctx.Err()
 			}
 		}
 		// An outage is the batch's to settle: it knows the backend.
-		if r.err != nil || r.failed || r.n == 0 {
+		if a.err != nil || a.failed || a.r.n == 0 {
 			return nil
 		}
 		ctx, cancel := context.WithTimeout(ctx, s.timeout)
@@ -127,107 +120,33 @@ func (s *Store) undoIfWritten(p *pendingRotation) {
 	})
 }
 
+// pendingRotation is a refresh's statement, with what undoing its
+// rotation needs.
 type pendingRotation struct {
+	stmtCall[rotated]
 	rot     rotation
 	created txCreated // the tokens its statement inserts
-	args    []any
-	done    chan rotated // buffered: the writer never waits on a caller
 }
 
+// rotated is the row of rotateAndIssue.
 type rotated struct {
 	n        int  // rotated: 1 or 0
 	disabled bool // the token's user is disabled
-	failed   bool // the statement failed, and wrote nothing
-	err      error
 }
 
-type rotationBatcher struct {
-	s     *Store
-	queue batchQueue[*pendingRotation]
-}
-
-func (b *rotationBatcher) run() {
-	b.queue.each(func(ctx context.Context, batch []*pendingRotation) {
-		if err := b.write(ctx, batch); err != nil {
-			for _, p := range b.queue.drain() { // they would each wait out the outage in turn
-				p.done <- rotated{err: err}
+// newRotationBatcher sorts a batch by presented token, so two batches that
+// share tokens lock them in the same order. If the outcome of a batch's
+// COMMIT is unknown, each rotation is settled as a transaction's would be,
+// once the database answers again.
+func newRotationBatcher(s *Store) *stmtBatcher[rotated, *pendingRotation] {
+	return &stmtBatcher[rotated, *pendingRotation]{
+		s: s, what: "rotate refresh token",
+		order: func(x, y *pendingRotation) int { return cmp.Compare(x.rot.presented, y.rot.presented) },
+		scan:  func(row pgx.Row, r *rotated) error { return row.Scan(&r.n, &r.disabled) },
+		uncommitted: func(batch []*pendingRotation, pid uint32, sent time.Time) {
+			for _, p := range batch {
+				s.settleLater(p.rot, p.created, pid, sent)
 			}
-		}
-	})
-}
-
-// write runs batch in one pipeline (one implicit transaction) and answers
-// its callers; it returns the error when the database was unavailable.
-// Rotations are sorted by presented token, so two batches that share tokens
-// lock them in the same order. When a statement fails for anything but an
-// outage, they are written one by one, each caller getting its own answer.
-func (b *rotationBatcher) write(ctx context.Context, batch []*pendingRotation) error {
-	slices.SortStableFunc(batch, func(x, y *pendingRotation) int { return cmp.Compare(x.rot.presented, y.rot.presented) })
-	results, err := b.send(ctx, batch)
-	if err == nil || unavailable(err) || len(batch) == 1 {
-		return answerRotations(batch, results, err)
+		},
 	}
-	for i, p := range batch {
-		r, err := b.send(ctx, []*pendingRotation{p})
-		if err := answerRotations([]*pendingRotation{p}, r, err); err != nil {
-			for _, q := range batch[i+1:] { // an outage: the rest would each wait it out
-				q.done <- rotated{err: err}
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-// answerRotations answers batch after send returned results, err, and
-// returns the answer's error if it is an outage.
-func answerRotations(batch []*pendingRotation, results []rotated, err error) error {
-	if err != nil && !unavailable(err) {
-		for _, p := range batch {
-			p.done <- rotated{failed: true}
-		}
-		return nil
-	}
-	err = recordErr("rotate refresh token", err)
-	for i, p := range batch {
-		if err != nil {
-			p.done <- rotated{err: err}
-			continue
-		}
-		p.done <- results[i]
-	}
-	return err
-}
-
-// send runs batch's statements on one connection. If the outcome of their
-// implicit COMMIT is unknown, each rotation is settled as a transaction's
-// would be, once the database answers again.
-func (b *rotationBatcher) send(ctx context.Context, batch []*pendingRotation) ([]rotated, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.s.timeout)
-	defer cancel()
-	conn, err := b.s.pool.Acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Release()
-	q := lockBoundedBatch(b.s.timeout)
-	for _, p := range batch {
-		q.Queue(rotateAndIssue, p.args...)
-	}
-	pid, sent := conn.Conn().PgConn().PID(), time.Now()
-	br := conn.SendBatch(ctx, q)
-	results := make([]rotated, len(batch))
-	err = skipLockBound(br)
-	for i := 0; i < len(batch) && err == nil; i++ {
-		err = br.QueryRow().Scan(&results[i].n, &results[i].disabled)
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
-	}
-	if unavailable(err) && commitOutcomeUnknown(err) { // what its callers are told
-		for _, p := range batch {
-			b.s.settleLater(p.rot, p.created, pid, sent)
-		}
-	}
-	return results, err
 }

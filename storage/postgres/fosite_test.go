@@ -230,15 +230,7 @@ func TestFositeRefreshGrace(t *testing.T) {
 func TestFositeRefreshBatched(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	rt := &roundTrips{}
-	_, _, dsn := postgrestest.NewStore(t)
-	pool, err := postgres.OpenTimeout(ctx, dsn, 5*time.Second, postgres.WithTracer(rt))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	s := postgres.New(pool) // with its client cache, as served
-	t.Cleanup(s.Close)
+	s, rt := tracedStoreWith(t) // with its client cache, as served
 	p, strategy := refreshProvider(s, true)
 	const n = 64
 	tokens := make([]string, n)
@@ -250,9 +242,7 @@ func TestFositeRefreshBatched(t *testing.T) {
 	for i := 1; i < n; i++ {
 		tokens[i] = issueChain(t, ctx, s, strategy, c, fmt.Sprintf("req-%d", i+1))
 	}
-	if _, err := s.GetClient(ctx, "mp"); err != nil { // cached before the count starts
-		t.Fatal(err)
-	}
+	warm(t, s, "mp") // cached before the count starts
 	next := make([]string, n)
 	checkBatched(t, rt, n, func(i int) (err error) {
 		next[i], err = refresh(ctx, p, tokens[i])

@@ -100,6 +100,15 @@ func storeCalls(s *postgres.Store) map[string]func(context.Context) error {
 			}
 			return err
 		},
+		// A code exchange made with its tokens, batched too.
+		"exchange and issue": func(ctx context.Context) error {
+			req := grantRequest(&storage.Client{ID: "mp"}, "grant-"+time.Now().Format("150405.000000000"))
+			_, err := exchange(ctx, s, req, "code-"+req.ID, "at-"+req.ID, "rt-"+req.ID) // unknown
+			if errors.Is(err, fosite.ErrNotFound) {
+				return nil
+			}
+			return err
+		},
 		// BEGIN goes with a transaction's first statement.
 		"begin": func(ctx context.Context) error {
 			tx, err := s.BeginTX(ctx)

@@ -34,6 +34,12 @@ func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEnd
 
 func tracedStore(t *testing.T) (*postgres.Store, *roundTrips) {
 	t.Helper()
+	return tracedStoreWith(t, postgres.WithoutClientCache())
+}
+
+// tracedStoreWith is tracedStore with opts instead of no client cache.
+func tracedStoreWith(t *testing.T, opts ...postgres.Option) (*postgres.Store, *roundTrips) {
+	t.Helper()
 	rt := &roundTrips{}
 	_, _, dsn := postgrestest.NewStore(t)
 	pool, err := postgres.OpenTimeout(context.Background(), dsn, 5*time.Second, postgres.WithTracer(rt))
@@ -41,7 +47,7 @@ func tracedStore(t *testing.T) (*postgres.Store, *roundTrips) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	s := postgres.New(pool, postgres.WithoutClientCache())
+	s := postgres.New(pool, opts...)
 	t.Cleanup(s.Close)
 	return s, rt
 }

@@ -48,10 +48,13 @@ type Store struct {
 	// users and logins batch the reads and writes of returning logins
 	// (fastlogin.go).
 	users  *userBatcher
-	logins *loginBatcher
+	logins *stmtBatcher[int, *pendingLogin]
 	// rotations batch refresh rotations made with their tokens
 	// (fastrefresh.go).
-	rotations *rotationBatcher
+	rotations *stmtBatcher[rotated, *pendingRotation]
+	// exchanges batch authorization code exchanges made with their tokens
+	// (fastcode.go).
+	exchanges *stmtBatcher[codeInvalidation, *pendingExchange]
 	// unsettled tracks refresh rotations whose COMMIT had an unknown
 	// outcome (unsettled.go).
 	unsettled *unsettled
@@ -98,8 +101,9 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s.oidcDeleter = newDeleteBatcher(s, oidcSessions)
 	s.claims = &claimBatcher{s: s}
 	s.users = &userBatcher{s: s}
-	s.logins = &loginBatcher{s: s}
-	s.rotations = &rotationBatcher{s: s}
+	s.logins = newLoginBatcher(s)
+	s.rotations = newRotationBatcher(s)
+	s.exchanges = newExchangeBatcher(s)
 	for _, o := range opts {
 		o(s)
 	}
@@ -118,6 +122,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s.users.queue.traceAs(tracer, "returning user")
 	s.logins.queue.traceAs(tracer, "returning login")
 	s.rotations.queue.traceAs(tracer, "rotate refresh token")
+	s.exchanges.queue.traceAs(tracer, "exchange authorize code")
 	return s
 }
 

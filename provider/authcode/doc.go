@@ -1,0 +1,7 @@
+// Package authcode is the authorization code grant's handler: fosite's,
+// which reads and checks the code and answers, with the code's
+// invalidation and the new tokens written in one call to a store that can
+// (Exchanger) instead of in a transaction of fosite's. A store that cannot,
+// or a call that wrote nothing without refusing, takes fosite's
+// transactional path.
+package authcode
