@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -203,6 +204,7 @@ func TestExchangeAndIssueRaces(t *testing.T) {
 		return reqs
 	}
 	for name, op := range disableOrErase(ctx, s) {
+		var written atomic.Int64 // exchanges whose tokens the op then had to delete
 		for round := range 4 {
 			openID := fmt.Sprintf("o-%s-%d", name, round)
 			user, err := s.LinkWeChatIdentity(ctx, &storage.WeChatIdentity{AppID: "wxa", OpenID: openID}, "user-"+openID)
@@ -216,7 +218,12 @@ func TestExchangeAndIssueRaces(t *testing.T) {
 					return op(user.ID)
 				}
 				r := reqs[i]
-				_, err := exchange(ctx, s, r, "code-"+r.ID, "at-"+r.ID, "rt-"+r.ID)
+				w, err := exchange(ctx, s, r, "code-"+r.ID, "at-"+r.ID, "rt-"+r.ID)
+				if w {
+					written.Add(1)
+				} else if err == nil {
+					return fmt.Errorf("exchange %d: not written, and no refusal", i)
+				}
 				// An erasure that deleted the code under the exchange's
 				// snapshot reads as a used code, as in a transaction.
 				if err != nil && !errors.Is(err, fosite.ErrNotFound) && !errors.Is(err, storage.ErrUserDisabled) &&
@@ -229,6 +236,10 @@ func TestExchangeAndIssueRaces(t *testing.T) {
 				t.Errorf("%s, round %d: %d tokens of the user left", name, round, left)
 			}
 		}
+		if written.Load() == 0 { // then no round raced anything
+			t.Errorf("%s: no exchange was written before it", name)
+		}
+		t.Logf("%s: %d of %d exchanges written before it", name, written.Load(), 4*16)
 	}
 
 	user, err := s.LinkWeChatIdentity(ctx, &storage.WeChatIdentity{AppID: "wxa", OpenID: "o-disabled"}, "user-disabled")
@@ -361,4 +372,51 @@ func TestFositeCodeExchangeBatched(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// TestFositeCodeExchangeFallsBack: an exchange the one-statement write
+// could not make (here the code's row lock outlasted the batch's lock
+// bound, half the store deadline) is "not written", and the provider's
+// handler then exchanges through fosite's transactional path, which waits
+// for the lock: the client gets its tokens, and the code is used once.
+func TestFositeCodeExchangeFallsBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool, _ := postgrestest.NewStore(t, postgres.WithTimeout(2*time.Second))
+	p, codes := codeProvider(t, s, true, 1)
+	lock, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) //nolint:errcheck // committed below; a failed test leaves it to this
+	if _, err := lock.Exec(ctx, `SELECT 1 FROM oauth2_authorization_codes FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		access, refresh string
+		err             error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		at, rt, err := exchangeCode(ctx, p, codes[0])
+		done <- answer{at, rt, err}
+	}()
+	awaitTransactionalPath(t, pool, "oauth2_authorization_codes", done)
+	if err := lock.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a := <-done
+	if a.err != nil || a.access == "" || a.refresh == "" {
+		t.Fatalf("exchange after the fallback: %+v", a)
+	}
+	if _, _, err := p.IntrospectToken(ctx, a.access, fosite.AccessToken, openid.NewDefaultSession()); err != nil {
+		t.Errorf("the access token of the fallback does not introspect: %v", err)
+	}
+	var tokens int
+	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM oauth2_access_tokens) + (SELECT count(*) FROM oauth2_refresh_tokens)`).Scan(&tokens); err != nil || tokens != 2 {
+		t.Errorf("tokens stored: %d, %v; want 2 (the fallback's)", tokens, err)
+	}
+	if _, _, err := exchangeCode(ctx, p, codes[0]); !errors.Is(err, fosite.ErrInvalidGrant) {
+		t.Errorf("the code presented again after the fallback: %v, want invalid_grant", err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/oauth2"
@@ -285,28 +286,7 @@ func TestFositeRefreshFallsBack(t *testing.T) {
 		rt, err := refresh(ctx, p, rt1)
 		done <- answer{rt, err}
 	}()
-	// The fallback has started when a statement without the token inserts
-	// (fosite's path: its rotation, inside a transaction) waits for the lock.
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		var fallback bool
-		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-			WHERE datname = current_database() AND wait_event_type = 'Lock'
-				AND query LIKE '%UPDATE oauth2_refresh_tokens%' AND query NOT LIKE '%INSERT INTO oauth2_access_tokens%')`).Scan(&fallback); err != nil {
-			t.Fatal(err)
-		}
-		if fallback {
-			break
-		}
-		select {
-		case a := <-done:
-			t.Fatalf("the refresh answered %q, %v before taking the transactional path", a.rt, a.err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no refresh took the transactional path")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	awaitTransactionalPath(t, pool, "oauth2_refresh_tokens", done)
 	if err := lock.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -320,5 +300,34 @@ func TestFositeRefreshFallsBack(t *testing.T) {
 	var rows int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM oauth2_refresh_tokens`).Scan(&rows); err != nil || rows != 3 {
 		t.Fatalf("refresh tokens stored: %d, %v; want 3 (one per rotation)", rows, err)
+	}
+}
+
+// awaitTransactionalPath waits until a statement that updates table
+// without the token inserts (fosite's path, inside its transaction) waits
+// for a row lock: the one-statement write gave up on that lock and the
+// handler fell back. It fails the test if an answer arrives on done first.
+func awaitTransactionalPath[T any](t *testing.T, pool *pgxpool.Pool, table string, done <-chan T) {
+	t.Helper()
+	ctx := context.Background()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var fallback bool
+		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'
+				AND query LIKE '%UPDATE '||$1||'%' AND query NOT LIKE '%INSERT INTO oauth2_access_tokens%')`, table).Scan(&fallback); err != nil {
+			t.Fatal(err)
+		}
+		if fallback {
+			return
+		}
+		select {
+		case a := <-done:
+			t.Fatalf("answered %+v before taking the transactional path", a)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nothing took the transactional path")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
