@@ -22,6 +22,9 @@ func (s *Store) CreateAuthorizeCodeSession(ctx context.Context, signature string
 // fosite.ErrInvalidatedAuthorizeCode, so fosite can revoke the tokens issued
 // from it.
 func (s *Store) GetAuthorizeCodeSession(ctx context.Context, signature string, session fosite.Session) (fosite.Requester, error) {
+	if s.unsettled.has(unsettledCode(signature)) {
+		return nil, errCodeUnsettled // not "used": the client was told to retry
+	}
 	req, active, err := s.get(ctx, authorizeCodes, signature, session)
 	if err != nil {
 		return nil, err
@@ -45,7 +48,13 @@ func (s *Store) InvalidateAuthorizeCodeSession(ctx context.Context, signature st
 	if err := c.scan(s.db(ctx).QueryRow(ctx, invalidateCodeCTEs+invalidateCodeResult, signature)); err != nil {
 		return fositeErr("invalidate authorize code", err)
 	}
-	return c.err("invalidate authorize code")
+	if err := c.err("invalidate authorize code"); err != nil {
+		return err
+	}
+	if st, inTx := txFrom(ctx); inTx {
+		st.codes = append(st.codes, signature)
+	}
+	return nil
 }
 
 // CreatePKCERequestSession stores the PKCE request of a code signature.

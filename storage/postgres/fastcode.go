@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/ory/fosite"
@@ -21,10 +22,16 @@ import (
 // and one commit (stmtBatcher). The invalidation's rules are
 // InvalidateAuthorizeCodeSession's, by the same SQL.
 //
-// A caller that stops waiting (its request ended) answers unavailable while
-// its statement may still commit, as a transaction whose COMMIT it stopped
-// waiting for may: the code is then used and the tokens are held by no
-// one, and the client's retry of the code is a replay, which revokes them.
+// An exchange answered unavailable may still commit: its batch's COMMIT
+// met an outage (the server may have it and commit it when it resumes), or
+// its caller stopped waiting (its request ended) while the statement was
+// queued or running. The client was told to retry, and a retry would find
+// the code used: a replay, which revokes the tokens and ends the login. So
+// such an exchange is settled as a refresh rotation is (unsettled.go): the
+// code reads as unavailable in this process until the backend that had
+// the COMMIT is gone, and if the exchange did commit, its tokens, which no
+// answer handed out, are deleted and the code is unused again. The same
+// holds for fosite's transactional path (Commit).
 
 // exchangeCode: $1 the code's signature, then the access token's record
 // columns; exchangeCodeRefresh adds the refresh token's and its
@@ -66,10 +73,22 @@ func (s *Store) ExchangeAndIssue(ctx context.Context, signature string, issue fu
 	if knownDown(ctx) {
 		return false, errKnownUnavailable
 	}
-	p := &pendingExchange{stmtCall: newStmtCall[codeInvalidation](sql, args), signature: signature}
+	if s.unsettled.has(unsettledCode(signature)) {
+		return false, errCodeUnsettled
+	}
+	p := &pendingExchange{
+		stmtCall:  newStmtCall[codeInvalidation](sql, args),
+		signature: signature,
+		created:   txCreated{access: []string{d.access[0].(string)}},
+	}
+	if d.refresh != nil {
+		p.created.refresh = []string{d.refresh[0].(string)}
+	}
 	a, ok := s.exchanges.submit(ctx, p)
 	switch {
 	case !ok:
+		undoIfWritten(s, unsettledCode(signature), p.done, func(c codeInvalidation) bool { return c.invalidated },
+			func(ctx context.Context) error { return s.undoExchange(ctx, signature, p.created) })
 		return false, noteDown(ctx, fmt.Errorf("%w: exchange authorize code: %w", storage.ErrUnavailable, ctx.Err()))
 	case a.err != nil:
 		return false, noteDown(ctx, a.err)
@@ -82,10 +101,12 @@ func (s *Store) ExchangeAndIssue(ctx context.Context, signature string, issue fu
 	return true, nil
 }
 
-// pendingExchange is a code exchange's statement.
+// pendingExchange is a code exchange's statement, with what undoing it
+// needs.
 type pendingExchange struct {
 	stmtCall[codeInvalidation]
-	signature string // the batch's lock order
+	signature string    // the batch's lock order
+	created   txCreated // the tokens its statement inserts
 }
 
 func newExchangeBatcher(s *Store) *stmtBatcher[codeInvalidation, *pendingExchange] {
@@ -93,7 +114,46 @@ func newExchangeBatcher(s *Store) *stmtBatcher[codeInvalidation, *pendingExchang
 		s: s, what: "exchange authorize code",
 		order: func(x, y *pendingExchange) int { return cmp.Compare(x.signature, y.signature) },
 		scan:  func(row pgx.Row, c *codeInvalidation) error { return c.scan(row) },
+		uncommitted: func(batch []*pendingExchange, pid uint32, sent time.Time) {
+			for _, p := range batch {
+				s.settleExchangeLater(p.signature, p.created, pid, sent)
+			}
+		},
 	}
+}
+
+var errCodeUnsettled = fmt.Errorf("%w: an earlier exchange of this code met a database outage and is being settled", storage.ErrUnavailable)
+
+// unsettledCode is a code's key among the unsettled (unsettled.go), apart
+// from the refresh tokens' signatures.
+func unsettledCode(signature string) string { return "code:" + signature }
+
+// settleExchangeLater settles, in the background, the exchange of the code
+// signature whose COMMIT had an unknown outcome; it created created, on
+// backend pid, sent at sent.
+func (s *Store) settleExchangeLater(signature string, created txCreated, pid uint32, sent time.Time) {
+	s.unsettled.later(unsettledCode(signature), func(ctx context.Context) error {
+		return s.settle(ctx, pid, sent, func(ctx context.Context) error { return s.undoExchange(ctx, signature, created) })
+	})
+}
+
+// undoExchange undoes a committed exchange of the code signature: the
+// tokens it created are deleted and the code is unused again, unless the
+// access token is gone already (it did not commit, or its tokens were
+// revoked since: by a replay in another process, a disable, an erasure),
+// in which case nothing changes.
+func (s *Store) undoExchange(ctx context.Context, signature string, created txCreated) error {
+	return pgx.BeginTxFunc(ctx, s.pool, txOptions, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM oauth2_access_tokens WHERE signature = ANY($1)`, created.access)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM oauth2_refresh_tokens WHERE signature = ANY($1)`, created.refresh); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE oauth2_authorization_codes SET active = true WHERE signature = $1 AND NOT active`, signature)
+		return err
+	})
 }
 
 // invalidateCodeCTEs read-lock the code's user (FOR SHARE) and mark the

@@ -420,3 +420,47 @@ func TestFositeCodeExchangeFallsBack(t *testing.T) {
 		t.Errorf("the code presented again after the fallback: %v, want invalid_grant", err)
 	}
 }
+
+// TestExchangeAndIssueCallerGone: a caller that stops waiting (its request
+// ended) answers unavailable, so its client keeps the code; the exchange,
+// committed after it left, is undone, and until then the code reads as
+// unavailable, never as used.
+func TestExchangeAndIssueCallerGone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, pool, _ := postgrestest.NewStore(t)
+	seedCodes(t, s, 1, true)
+	req := grantRequest(&storage.Client{ID: "web"}, "grant-0")
+
+	// Hold the code's row so the exchange waits.
+	lock, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(ctx) //nolint:errcheck // committed below; a failed test leaves it to this
+	if _, err := lock.Exec(ctx, `SELECT 1 FROM oauth2_authorization_codes FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	written, err := exchange(short, s, req, "code-0", "at-0", "rt-0")
+	cancel()
+	if written || !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("exchange whose caller gave up: written %v, %v; want ErrUnavailable", written, err)
+	}
+	if _, err := s.GetAuthorizeCodeSession(ctx, "code-0", openid.NewDefaultSession()); !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("code-0 while its exchange is unsettled: %v, want ErrUnavailable", err)
+	}
+	if written, err := exchange(ctx, s, req, "code-0", "at-x", "rt-x"); written || !errors.Is(err, storage.ErrUnavailable) {
+		t.Errorf("code-0 exchanged again while unsettled: written %v, %v; want ErrUnavailable", written, err)
+	}
+	if err := lock.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitCodeActive(t, s, "code-0")
+	if st, stored := tokenState(t, s, "rt-0", "at-0"); st != "absent" || stored {
+		t.Errorf("tokens no answer handed out: refresh %s, access stored %v; want both gone", st, stored)
+	}
+	if written, err := exchange(ctx, s, req, "code-0", "at-1", "rt-1"); err != nil || !written {
+		t.Errorf("the client's retry of code-0: written %v, %v", written, err)
+	}
+}

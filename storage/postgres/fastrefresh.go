@@ -67,7 +67,8 @@ func (s *Store) RotateAndIssue(ctx context.Context, requestID, presented string,
 	}
 	a, ok := s.rotations.submit(ctx, p)
 	if !ok {
-		s.undoIfWritten(p)
+		undoIfWritten(s, presented, p.done, func(r rotated) bool { return r.n > 0 },
+			func(ctx context.Context) error { return s.undo(ctx, p.rot, p.created) })
 		// Unavailable even when the client went away (context.Canceled):
 		// the answer says the token is still the one to present.
 		return false, noteDown(ctx, fmt.Errorf("%w: rotate refresh token: %w", storage.ErrUnavailable, ctx.Err()))
@@ -92,32 +93,6 @@ func collectWrites(ctx context.Context, issue func(context.Context) error) (*def
 		return nil, err
 	}
 	return d, d.err
-}
-
-// undoIfWritten undoes p's rotation if its statement, whose caller stopped
-// waiting, rotates after all; its token reads as unavailable until then.
-func (s *Store) undoIfWritten(p *pendingRotation) {
-	var (
-		a   stmtAnswer[rotated]
-		got bool
-	)
-	s.unsettled.later(p.rot, func(ctx context.Context) error {
-		if !got {
-			select {
-			case a = <-p.done:
-				got = true
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		// An outage is the batch's to settle: it knows the backend.
-		if a.err != nil || a.failed || a.r.n == 0 {
-			return nil
-		}
-		ctx, cancel := context.WithTimeout(ctx, s.timeout)
-		defer cancel()
-		return s.undo(ctx, p.rot, p.created)
-	})
 }
 
 // pendingRotation is a refresh's statement, with what undoing its

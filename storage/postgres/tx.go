@@ -38,6 +38,8 @@ type txState struct {
 	// COMMIT's outcome is unknown (unsettled.go).
 	rotations                     []rotation
 	refreshCreated, accessCreated []string
+	// codes invalidated (exchanged) in the transaction, settled alike.
+	codes []string
 }
 
 func txFrom(ctx context.Context) (*txState, bool) {
@@ -139,9 +141,13 @@ func (s *Store) Commit(ctx context.Context) error {
 	sent := time.Now()
 	err := noteDown(ctx, st.tx.commit(cctx))
 	s.committed(st)
-	if len(st.rotations) > 0 && commitOutcomeUnknown(err) {
+	if commitOutcomeUnknown(err) {
+		created := txCreated{refresh: st.refreshCreated, access: st.accessCreated}
 		for _, r := range st.rotations { // one, in fosite's refresh
-			s.settleLater(r, txCreated{refresh: st.refreshCreated, access: st.accessCreated}, pid, sent)
+			s.settleLater(r, created, pid, sent)
+		}
+		for _, c := range st.codes { // one, in fosite's code exchange
+			s.settleExchangeLater(c, created, pid, sent)
 		}
 	}
 	if err != nil {

@@ -33,6 +33,9 @@ import (
 // token as unavailable (503), never as reuse. Another process sharing the
 // database could still see the rotation before it is undone; a grace period
 // (WXIDP_REFRESH_GRACE) covers that too.
+//
+// An authorization code exchange is settled the same way (fastcode.go): a
+// retry of a code the uncertain COMMIT used would be a replay.
 
 // rotation is one refresh-token rotation made in a transaction, with the
 // tokens the same transaction created: what undoing it needs.
@@ -52,7 +55,7 @@ type unsettled struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	closed bool           // under mu: no settler starts once close began
-	tokens map[string]int // presented refresh signatures being settled
+	tokens map[string]int // presented refresh signatures and codes (unsettledCode) being settled
 }
 
 func newUnsettled() *unsettled {
@@ -66,13 +69,11 @@ func (u *unsettled) has(signature string) bool {
 	return u.tokens[signature] > 0
 }
 
-func (u *unsettled) mark(rs []rotation, delta int) {
+func (u *unsettled) mark(key string, delta int) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	for _, r := range rs {
-		if u.tokens[r.presented] += delta; u.tokens[r.presented] <= 0 {
-			delete(u.tokens, r.presented)
-		}
+	if u.tokens[key] += delta; u.tokens[key] <= 0 {
+		delete(u.tokens, key)
 	}
 }
 
@@ -100,14 +101,16 @@ func commitOutcomeUnknown(err error) bool {
 // settleLater settles r, whose transaction created created, in the
 // background; pid is the backend that had the COMMIT, sent at sent.
 func (s *Store) settleLater(r rotation, created txCreated, pid uint32, sent time.Time) {
-	s.unsettled.later(r, func(ctx context.Context) error { return s.settle(ctx, pid, sent, r, created) })
+	s.unsettled.later(r.presented, func(ctx context.Context) error {
+		return s.settle(ctx, pid, sent, func(ctx context.Context) error { return s.undo(ctx, r, created) })
+	})
 }
 
-// later marks r unsettled now, and runs fn in the background until it
-// succeeds, settleFor passes or the store closes; then r is settled. Once
+// later marks key (a presented refresh token's signature, or a code's:
+// unsettledCode) unsettled now, and runs fn in the background until it
+// succeeds, settleFor passes or the store closes; then key is settled. Once
 // the store is closing it does nothing.
-func (u *unsettled) later(r rotation, fn func(context.Context) error) {
-	rs := []rotation{r}
+func (u *unsettled) later(key string, fn func(context.Context) error) {
 	// Add under mu, before close can wait: a WaitGroup must not be added
 	// to from zero while Wait runs.
 	u.mu.Lock()
@@ -116,11 +119,11 @@ func (u *unsettled) later(r rotation, fn func(context.Context) error) {
 		return
 	}
 	u.wg.Add(1)
-	u.tokens[r.presented]++
+	u.tokens[key]++
 	u.mu.Unlock()
 	go func() {
 		defer u.wg.Done()
-		defer u.mark(rs, -1)
+		defer u.mark(key, -1)
 		backoff := 20 * time.Millisecond
 		for giveUp := time.Now().Add(settleFor); ; {
 			err := fn(u.ctx)
@@ -148,9 +151,9 @@ const settleFor = 15 * time.Minute
 // started: its backend_start is the database's clock, sent ours.
 const clockSkew = time.Minute
 
-// settle waits out the backend that had the COMMIT, then undoes the
-// rotations if it committed them.
-func (s *Store) settle(ctx context.Context, pid uint32, sent time.Time, r rotation, created txCreated) error {
+// settle waits out the backend that had the COMMIT, then runs undo, which
+// undoes the write if it committed.
+func (s *Store) settle(ctx context.Context, pid uint32, sent time.Time, undo func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	// backend_start rules out a later backend given the same pid (allowing
@@ -165,7 +168,7 @@ func (s *Store) settle(ctx context.Context, pid uint32, sent time.Time, r rotati
 	if !gone {
 		return errors.New("the backend that had the COMMIT is still running")
 	}
-	return s.undo(ctx, r, created)
+	return undo(ctx)
 }
 
 // undoRotation makes the presented token ($1 of grant $2) what it was
@@ -194,5 +197,32 @@ func (s *Store) undo(ctx context.Context, r rotation, created txCreated) error {
 		}
 		_, err = tx.Exec(ctx, undoRotation, r.presented, r.requestID, r.at)
 		return err
+	})
+}
+
+// undoIfWritten settles a batched write whose caller stopped waiting (its
+// request ended) and was answered unavailable: key reads as unsettled until
+// the write's answer comes, and undo runs if it wrote after all. An outage
+// is the batch's to settle (stmtBatcher.uncommitted): it knows the backend.
+func undoIfWritten[R any](s *Store, key string, done <-chan stmtAnswer[R], wrote func(R) bool, undo func(context.Context) error) {
+	var (
+		a   stmtAnswer[R]
+		got bool
+	)
+	s.unsettled.later(key, func(ctx context.Context) error {
+		if !got {
+			select {
+			case a = <-done:
+				got = true
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if a.err != nil || a.failed || !wrote(a.r) {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+		return undo(ctx)
 	})
 }

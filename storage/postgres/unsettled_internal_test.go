@@ -17,7 +17,7 @@ func TestUnsettledLaterAfterClose(t *testing.T) {
 	u := newUnsettled()
 	u.close()
 	var ran atomic.Bool
-	u.later(rotation{presented: "sig"}, func(context.Context) error { ran.Store(true); return nil })
+	u.later("sig", func(context.Context) error { ran.Store(true); return nil })
 	u.close() // waits for a settler, had one started
 	if ran.Load() {
 		t.Fatal("a settler ran after close")
@@ -32,7 +32,7 @@ func TestUnsettledLaterAfterClose(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			u.later(rotation{presented: "sig"}, func(context.Context) error { return nil })
+			u.later("sig", func(context.Context) error { return nil })
 		}()
 		go func() { defer wg.Done(); u.close() }()
 		wg.Wait()

@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -123,5 +124,101 @@ func TestBatchedRotationCrossedByHang(t *testing.T) {
 	}
 	if written, err := rotate(ctx, s, req, "rt1", "at3", "rt3"); err != nil || !written {
 		t.Errorf("rotating rt1 again: written %v, %v", written, err)
+	}
+}
+
+// TestBatchedExchangeCrossedByHang: a code exchange made in one statement
+// with its tokens (ExchangeAndIssue) whose implicit COMMIT reaches a hung
+// server commits when it resumes, after the caller answered 503. The client
+// still holds the code and retries it; without settling, the retry found
+// the code used, a replay that revokes the login. The exchange is settled
+// as a rotation is: the code is unused again and the tokens no answer
+// handed out are gone.
+func TestBatchedExchangeCrossedByHang(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cluster, s := hangableStore(t, "&pool_max_conns=1")
+	seedCodes(t, s, 2, true)
+	req := func(i int) *fosite.Request {
+		return grantRequest(&storage.Client{ID: "web"}, fmt.Sprintf("grant-%d", i))
+	}
+	// Prepares the statement on the one connection.
+	if written, err := exchange(ctx, s, req(0), "code-0", "at-0", "rt-0"); err != nil || !written {
+		t.Fatalf("exchanging code-0: written %v, %v", written, err)
+	}
+
+	cluster.Hang()
+	written, err := exchange(ctx, s, req(1), "code-1", "at-1", "rt-1")
+	cluster.Resume()
+	if written || !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("exchange sent to a hung database: written %v, %v; want ErrUnavailable", written, err)
+	}
+	waitCodeActive(t, s, "code-1")
+	if st, stored := tokenState(t, s, "rt-1", "at-1"); st != "absent" || stored {
+		t.Errorf("tokens no answer handed out: refresh %s, access stored %v; want both gone", st, stored)
+	}
+	if written, err := exchange(ctx, s, req(1), "code-1", "at-2", "rt-2"); err != nil || !written {
+		t.Errorf("the client's retry of code-1: written %v, %v", written, err)
+	}
+}
+
+// TestExchangeCommitCrossedByHang: the same for an exchange in fosite's
+// transaction (the fallback path): InvalidateAuthorizeCodeSession and the
+// token inserts, then a COMMIT that meets the hang.
+func TestExchangeCommitCrossedByHang(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// One connection, which has the statements prepared (by a first
+	// exchange): what the hang meets is the COMMIT, not a preparation.
+	cluster, s := hangableStore(t, "&pool_max_conns=1")
+	seedCodes(t, s, 2, true)
+	exchangeInTx := func(i int) error {
+		req := grantRequest(&storage.Client{ID: "web"}, fmt.Sprintf("grant-%d", i))
+		tx, err := s.BeginTX(ctx)
+		if err != nil {
+			return err
+		}
+		if err := s.InvalidateAuthorizeCodeSession(tx, fmt.Sprintf("code-%d", i)); err != nil {
+			return errors.Join(err, s.Rollback(tx))
+		}
+		if err := s.CreateAccessTokenSession(tx, fmt.Sprintf("at-%d", i), req); err != nil {
+			return errors.Join(err, s.Rollback(tx))
+		}
+		if err := s.CreateRefreshTokenSession(tx, fmt.Sprintf("rt-%d", i), fmt.Sprintf("at-%d", i), req); err != nil {
+			return errors.Join(err, s.Rollback(tx))
+		}
+		if i == 1 {
+			cluster.Hang()
+			defer cluster.Resume()
+		}
+		return s.Commit(tx)
+	}
+	if err := exchangeInTx(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := exchangeInTx(1); !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("COMMIT to a hung database: %v, want ErrUnavailable", err)
+	}
+	waitCodeActive(t, s, "code-1")
+	if st, stored := tokenState(t, s, "rt-1", "at-1"); st != "absent" || stored {
+		t.Errorf("tokens no answer handed out: refresh %s, access stored %v; want both gone", st, stored)
+	}
+}
+
+// waitCodeActive waits until code reads as unused, allowing ErrUnavailable
+// while its exchange is settled.
+func waitCodeActive(t *testing.T, s *postgres.Store, code string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := s.GetAuthorizeCodeSession(context.Background(), code, openid.NewDefaultSession())
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, storage.ErrUnavailable) {
+			t.Fatalf("code %s: %v, want it unused (or unavailable while settling)", code, err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("code %s still unavailable after 30 s: %v", code, err)
+		}
 	}
 }
