@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/ory/fosite"
 	"github.com/ory/fosite/compose"
 	"github.com/ory/fosite/handler/openid"
@@ -384,14 +386,8 @@ func TestFositeCodeExchangeFallsBack(t *testing.T) {
 	ctx := context.Background()
 	s, pool, _ := postgrestest.NewStore(t, postgres.WithTimeout(2*time.Second))
 	p, codes := codeProvider(t, s, true, 1)
-	lock, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lock := lockCodes(t, pool)
 	defer lock.Rollback(ctx) //nolint:errcheck // committed below; a failed test leaves it to this
-	if _, err := lock.Exec(ctx, `SELECT 1 FROM oauth2_authorization_codes FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
 	type answer struct {
 		access, refresh string
 		err             error
@@ -433,14 +429,8 @@ func TestExchangeAndIssueCallerGone(t *testing.T) {
 	req := grantRequest(&storage.Client{ID: "web"}, "grant-0")
 
 	// Hold the code's row so the exchange waits.
-	lock, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lock := lockCodes(t, pool)
 	defer lock.Rollback(ctx) //nolint:errcheck // committed below; a failed test leaves it to this
-	if _, err := lock.Exec(ctx, `SELECT 1 FROM oauth2_authorization_codes FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	written, err := exchange(short, s, req, "code-0", "at-0", "rt-0")
 	cancel()
@@ -463,4 +453,20 @@ func TestExchangeAndIssueCallerGone(t *testing.T) {
 	if written, err := exchange(ctx, s, req, "code-0", "at-1", "rt-1"); err != nil || !written {
 		t.Errorf("the client's retry of code-0: written %v, %v", written, err)
 	}
+}
+
+// lockCodes locks every authorization code's row in a transaction it
+// returns, for the test to commit.
+func lockCodes(t *testing.T, pool *pgxpool.Pool) pgx.Tx {
+	t.Helper()
+	ctx := context.Background()
+	lock, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Exec(ctx, `SELECT 1 FROM oauth2_authorization_codes FOR UPDATE`); err != nil {
+		lock.Rollback(ctx) //nolint:errcheck // the test ends here
+		t.Fatal(err)
+	}
+	return lock
 }

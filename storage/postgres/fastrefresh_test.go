@@ -330,16 +330,26 @@ func TestRotateAndIssueCallerGone(t *testing.T) {
 // ErrUnavailable while its rotation is settled.
 func waitActive(t *testing.T, s *postgres.Store, rt string) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	waitSettled(t, "refresh token "+rt, func() error {
 		_, err := s.GetRefreshTokenSession(context.Background(), rt, openid.NewDefaultSession())
+		return err
+	})
+}
+
+// waitSettled waits until read succeeds, allowing ErrUnavailable while
+// what is settled (unsettled.go).
+func waitSettled(t *testing.T, what string, read func() error) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := read()
 		if err == nil {
 			return
 		}
 		if !errors.Is(err, storage.ErrUnavailable) {
-			t.Fatalf("refresh token %s: %v, want it active (or unavailable while settling)", rt, err)
+			t.Fatalf("%s: %v, want it usable (or unavailable while settling)", what, err)
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("refresh token %s still unavailable after 30 s: %v", rt, err)
+			t.Fatalf("%s still unavailable after 30 s: %v", what, err)
 		}
 	}
 }

@@ -209,16 +209,8 @@ func TestExchangeCommitCrossedByHang(t *testing.T) {
 // while its exchange is settled.
 func waitCodeActive(t *testing.T, s *postgres.Store, code string) {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	waitSettled(t, "code "+code, func() error {
 		_, err := s.GetAuthorizeCodeSession(context.Background(), code, openid.NewDefaultSession())
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, storage.ErrUnavailable) {
-			t.Fatalf("code %s: %v, want it unused (or unavailable while settling)", code, err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("code %s still unavailable after 30 s: %v", code, err)
-		}
-	}
+		return err
+	})
 }
