@@ -61,11 +61,26 @@ func (p *Provider) Token(ctx context.Context, r *http.Request) (fosite.AccessReq
 // revoked: the winner has committed by now (the loser waited on its row
 // lock).
 func (p *Provider) codeReused(ctx context.Context, ar fosite.AccessRequester) error {
-	if err := p.store.RevokeRefreshToken(ctx, ar.GetID()); err != nil {
-		return outage(fosite.ErrServerError.WithWrap(err))
-	}
-	if err := p.store.RevokeAccessToken(ctx, ar.GetID()); err != nil {
+	if err := p.revokeGrant(ctx, ar.GetID()); err != nil {
 		return outage(fosite.ErrServerError.WithWrap(err))
 	}
 	return fosite.ErrInvalidGrant.WithHint("The authorization code has already been used.")
+}
+
+// revokeGrant revokes every token of grant id in one transaction, so an
+// exchange being undone after an outage (storage/postgres/fastcode.go)
+// meets both revocations or neither: never a revoked refresh token with
+// its code made usable again.
+func (p *Provider) revokeGrant(ctx context.Context, id string) error {
+	tx, err := p.store.BeginTX(ctx)
+	if err != nil {
+		return err
+	}
+	if err := p.store.RevokeRefreshToken(tx, id); err != nil {
+		return errors.Join(err, p.store.Rollback(tx))
+	}
+	if err := p.store.RevokeAccessToken(tx, id); err != nil {
+		return errors.Join(err, p.store.Rollback(tx))
+	}
+	return p.store.Commit(tx)
 }

@@ -89,3 +89,12 @@ func LookupAccessTokenBatched(ctx context.Context, s *Store, key string) error {
 	_, err := s.accessReader.get(ctx, key)
 	return err
 }
+
+// ExchangesUndone is how many code exchanges s's settling has undone.
+func ExchangesUndone(s *Store) int64 { return s.exchangesUndone.Load() }
+
+// UndoExchange undoes the exchange of the code signature that created the
+// access and refresh tokens, as settling does once the backend is gone.
+func UndoExchange(ctx context.Context, s *Store, signature string, access, refresh []string) error {
+	return s.undoExchange(ctx, signature, txCreated{access: access, refresh: refresh})
+}

@@ -138,22 +138,40 @@ func (s *Store) settleExchangeLater(signature string, created txCreated, pid uin
 }
 
 // undoExchange undoes a committed exchange of the code signature: the
-// tokens it created are deleted and the code is unused again, unless the
-// access token is gone already (it did not commit, or its tokens were
-// revoked since: by a replay in another process, a disable, an erasure),
-// in which case nothing changes.
+// tokens it created are deleted and the code is unused again, unless they
+// were revoked since (a replay answered in another process or before the
+// code was marked, a disable, an erasure) or never committed, in which
+// case nothing changes. The witness is the refresh token, still active,
+// when the exchange issued one (every revocation deactivates it first, in
+// the same transaction as the access token's delete: Provider.codeReused,
+// people.go; the janitor keeps it as long as the chain lives), else the
+// access token. Rows are locked refresh first, then access, as disabling
+// and rotating lock them, so the two cannot deadlock.
 func (s *Store) undoExchange(ctx context.Context, signature string, created txCreated) error {
-	return pgx.BeginTxFunc(ctx, s.pool, txOptions, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM oauth2_access_tokens WHERE signature = ANY($1)`, created.access)
+	var undone int64
+	err := pgx.BeginTxFunc(ctx, s.pool, txOptions, func(tx pgx.Tx) error {
+		witness, rest := `DELETE FROM oauth2_refresh_tokens WHERE signature = ANY($1) AND active`, created.refresh
+		then := `DELETE FROM oauth2_access_tokens WHERE signature = ANY($1)`
+		if len(created.refresh) == 0 {
+			witness, rest, then = then, created.access, ""
+		}
+		tag, err := tx.Exec(ctx, witness, rest)
 		if err != nil || tag.RowsAffected() == 0 {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM oauth2_refresh_tokens WHERE signature = ANY($1)`, created.refresh); err != nil {
-			return err
+		if then != "" {
+			if _, err := tx.Exec(ctx, then, created.access); err != nil {
+				return err
+			}
 		}
-		_, err = tx.Exec(ctx, `UPDATE oauth2_authorization_codes SET active = true WHERE signature = $1 AND NOT active`, signature)
+		tag, err = tx.Exec(ctx, `UPDATE oauth2_authorization_codes SET active = true WHERE signature = $1 AND NOT active`, signature)
+		undone = tag.RowsAffected()
 		return err
 	})
+	if err == nil {
+		s.exchangesUndone.Add(undone)
+	}
+	return err
 }
 
 // invalidateCodeCTEs read-lock the code's user (FOR SHARE) and mark the

@@ -424,7 +424,9 @@ func TestFositeCodeExchangeFallsBack(t *testing.T) {
 func TestExchangeAndIssueCallerGone(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, pool, _ := postgrestest.NewStore(t)
+	// The batch's lock bound (half of this) outlasts the test's hold on the
+	// code's row: the statement writes after its caller left.
+	s, pool, _ := postgrestest.NewStore(t, postgres.WithTimeout(20*time.Second))
 	seedCodes(t, s, 1, true)
 	req := grantRequest(&storage.Client{ID: "web"}, "grant-0")
 
@@ -447,6 +449,7 @@ func TestExchangeAndIssueCallerGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCodeActive(t, s, "code-0")
+	checkUndone(t, s, 1)
 	if st, stored := tokenState(t, s, "rt-0", "at-0"); st != "absent" || stored {
 		t.Errorf("tokens no answer handed out: refresh %s, access stored %v; want both gone", st, stored)
 	}
@@ -469,4 +472,57 @@ func lockCodes(t *testing.T, pool *pgxpool.Pool) pgx.Tx {
 		t.Fatal(err)
 	}
 	return lock
+}
+
+// TestUndoExchange: settling undoes a committed exchange (its tokens gone,
+// the code unused), but not one whose revocation has begun: a replay's
+// revocation deactivates the refresh token first, and from then on the
+// code stays used whatever the access token's state; an exchange that
+// issued no refresh token is witnessed by its access token.
+func TestUndoExchange(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, _, _ := postgrestest.NewStore(t)
+	seedCodes(t, s, 4, true)
+	client := &storage.Client{ID: "web"}
+	req := func(i int) *fosite.Request { return grantRequest(client, fmt.Sprintf("grant-%d", i)) }
+	for i, rt := range []string{"rt-0", "rt-1", "", "rt-3"} {
+		if written, err := exchange(ctx, s, req(i), fmt.Sprintf("code-%d", i), fmt.Sprintf("at-%d", i), rt); err != nil || !written {
+			t.Fatalf("exchange %d: written %v, %v", i, written, err)
+		}
+	}
+	undo := func(i int, refresh ...string) {
+		t.Helper()
+		if err := postgres.UndoExchange(ctx, s, fmt.Sprintf("code-%d", i), []string{fmt.Sprintf("at-%d", i)}, refresh); err != nil {
+			t.Fatalf("undo %d: %v", i, err)
+		}
+	}
+
+	undo(0, "rt-0")
+	if st, stored := tokenState(t, s, "rt-0", "at-0"); st != "absent" || stored || codeState(t, s, "code-0") != "active" {
+		t.Errorf("undone exchange: refresh %s, access stored %v, code %s; want absent, false, active", st, stored, codeState(t, s, "code-0"))
+	}
+	undo(0, "rt-0") // nothing left to undo
+	checkUndone(t, s, 1)
+
+	if err := s.RevokeRefreshToken(ctx, "grant-1"); err != nil { // a replay's revocation, first half
+		t.Fatal(err)
+	}
+	undo(1, "rt-1")
+	if _, stored := tokenState(t, s, "-", "at-1"); !stored || codeState(t, s, "code-1") != "used" {
+		t.Errorf("exchange being revoked: access stored %v, code %s; want untouched, used", stored, codeState(t, s, "code-1"))
+	}
+
+	if err := s.RevokeAccessToken(ctx, "grant-2"); err != nil {
+		t.Fatal(err)
+	}
+	undo(2)
+	if st := codeState(t, s, "code-2"); st != "used" {
+		t.Errorf("revoked access-only exchange: code %s, want used", st)
+	}
+	undo(3, "rt-3")
+	if st := codeState(t, s, "code-3"); st != "active" {
+		t.Errorf("undone exchange 3: code %s, want active", st)
+	}
+	checkUndone(t, s, 2)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,9 +56,11 @@ type Store struct {
 	// exchanges batch authorization code exchanges made with their tokens
 	// (fastcode.go).
 	exchanges *stmtBatcher[codeInvalidation, *pendingExchange]
-	// unsettled tracks refresh rotations whose COMMIT had an unknown
-	// outcome (unsettled.go).
+	// unsettled tracks refresh rotations and code exchanges whose COMMIT
+	// had an unknown outcome (unsettled.go).
 	unsettled *unsettled
+	// exchangesUndone counts code exchanges settling undid (tests read it).
+	exchangesUndone atomic.Int64
 	// tracerProvider traces the batched calls (WithTracerProvider).
 	tracerProvider trace.TracerProvider
 }

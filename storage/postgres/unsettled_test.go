@@ -154,6 +154,7 @@ func TestBatchedExchangeCrossedByHang(t *testing.T) {
 		t.Fatalf("exchange sent to a hung database: written %v, %v; want ErrUnavailable", written, err)
 	}
 	waitCodeActive(t, s, "code-1")
+	checkUndone(t, s, 1)
 	if st, stored := tokenState(t, s, "rt-1", "at-1"); st != "absent" || stored {
 		t.Errorf("tokens no answer handed out: refresh %s, access stored %v; want both gone", st, stored)
 	}
@@ -172,7 +173,7 @@ func TestExchangeCommitCrossedByHang(t *testing.T) {
 	// exchange): what the hang meets is the COMMIT, not a preparation.
 	cluster, s := hangableStore(t, "&pool_max_conns=1")
 	seedCodes(t, s, 2, true)
-	exchangeInTx := func(i int) error {
+	exchangeInTx := func(i int, hang bool) error {
 		req := grantRequest(&storage.Client{ID: "web"}, fmt.Sprintf("grant-%d", i))
 		tx, err := s.BeginTX(ctx)
 		if err != nil {
@@ -187,21 +188,34 @@ func TestExchangeCommitCrossedByHang(t *testing.T) {
 		if err := s.CreateRefreshTokenSession(tx, fmt.Sprintf("rt-%d", i), fmt.Sprintf("at-%d", i), req); err != nil {
 			return errors.Join(err, s.Rollback(tx))
 		}
-		if i == 1 {
+		if hang {
 			cluster.Hang()
 			defer cluster.Resume()
 		}
 		return s.Commit(tx)
 	}
-	if err := exchangeInTx(0); err != nil {
+	if err := exchangeInTx(0, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := exchangeInTx(1); !errors.Is(err, storage.ErrUnavailable) {
+	if err := exchangeInTx(1, true); !errors.Is(err, storage.ErrUnavailable) {
 		t.Fatalf("COMMIT to a hung database: %v, want ErrUnavailable", err)
 	}
 	waitCodeActive(t, s, "code-1")
+	checkUndone(t, s, 1)
 	if st, stored := tokenState(t, s, "rt-1", "at-1"); st != "absent" || stored {
 		t.Errorf("tokens no answer handed out: refresh %s, access stored %v; want both gone", st, stored)
+	}
+	if err := exchangeInTx(1, false); err != nil {
+		t.Errorf("the client's retry of code-1: %v", err)
+	}
+}
+
+// checkUndone fails the test unless s's settling undid want exchanges: a
+// hung COMMIT that never landed would pass the other checks unexercised.
+func checkUndone(t *testing.T, s *postgres.Store, want int64) {
+	t.Helper()
+	if got := postgres.ExchangesUndone(s); got != want {
+		t.Errorf("exchanges undone: %d, want %d", got, want)
 	}
 }
 
