@@ -42,35 +42,26 @@ func (b *deleteBatcher) remove(ctx context.Context, key string) error {
 	return noteDown(ctx, err)
 }
 
-// run deletes batches until nothing is pending, then ends.
+// run deletes batches until nothing is pending, then ends; a batch whose
+// statement failed for anything but an outage is deleted again key by key
+// (eachSplit).
 func (b *deleteBatcher) run() {
-	b.queue.each(func(ctx context.Context, batch []*pendingDelete) {
-		keys := make([]string, len(batch))
-		for i, p := range batch {
-			keys[i] = p.key
-		}
-		db := timed{q: b.s.pool, d: b.s.timeout}
-		_, err := db.Exec(ctx, b.table.deleteMany, keys)
-		err = fositeErr("delete "+b.table.what, err)
-		if err != nil && !unavailable(err) && len(batch) > 1 {
-			// Anything but an outage: one by one, so each caller gets its
-			// own key's answer.
-			for i, p := range batch {
-				_, err := db.Exec(ctx, b.table.delete, p.key)
-				err = fositeErr("delete "+b.table.what, err)
+	b.queue.eachSplit(func(ctx context.Context, batch []*pendingDelete) (func(), error) {
+		err := b.delete(ctx, batch)
+		return func() {
+			for _, p := range batch {
 				p.done <- err
-				if unavailable(err) {
-					b.queue.failAll(batch[i+1:], func(p *pendingDelete) { p.done <- err })
-					return
-				}
 			}
-			return
-		}
-		for _, p := range batch {
-			p.done <- err
-		}
-		if unavailable(err) {
-			b.queue.failAll(nil, func(p *pendingDelete) { p.done <- err })
-		}
-	})
+		}, err
+	}, func(p *pendingDelete, err error) { p.done <- err })
+}
+
+// delete deletes batch's rows with one statement.
+func (b *deleteBatcher) delete(ctx context.Context, batch []*pendingDelete) error {
+	keys := make([]string, len(batch))
+	for i, p := range batch {
+		keys[i] = p.key
+	}
+	_, err := timed{q: b.s.pool, d: b.s.timeout}.Exec(ctx, b.table.deleteMany, keys)
+	return fositeErr("delete "+b.table.what, err)
 }

@@ -104,6 +104,33 @@ func (q *batchQueue[T]) each(fn func(ctx context.Context, batch []T)) {
 	}
 }
 
+// eachSplit runs batch after batch through send, which reads or writes a
+// batch and returns how to answer its callers and the error it met. One
+// statement fails for all its batch, so a batch that failed for anything
+// but an outage is sent again call by call: one caller's input cannot fail
+// the others. After an outage the rest of the batch and everything queued
+// are answered with it by fail: they would each wait it out in turn.
+func (q *batchQueue[T]) eachSplit(send func(ctx context.Context, batch []T) (answer func(), err error), fail func(p T, err error)) {
+	q.each(func(ctx context.Context, batch []T) {
+		answer, err := send(ctx, batch)
+		if err != nil && !unavailable(err) && len(batch) > 1 {
+			for i := range batch {
+				answer, err := send(ctx, batch[i:i+1])
+				answer()
+				if unavailable(err) {
+					q.failAll(batch[i+1:], func(p T) { fail(p, err) })
+					return
+				}
+			}
+			return
+		}
+		answer()
+		if unavailable(err) {
+			q.failAll(nil, func(p T) { fail(p, err) })
+		}
+	})
+}
+
 // batchParent is the wait a batch's span goes under: the first that is
 // sampled, so that with ratio sampling a batch is recorded when any of its
 // requests is (under an unsampled parent it would not be).

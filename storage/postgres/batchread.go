@@ -78,28 +78,14 @@ func (b *getBatcher) get(ctx context.Context, key string) (*scannedToken, error)
 	return r.row, nil
 }
 
-// run reads batches until nothing is pending, then ends. A batch whose
-// statement failed for anything but an outage is read again key by key, so
-// one caller's key cannot fail the others.
+// run reads batches until nothing is pending, then ends; a batch whose
+// statement failed for anything but an outage is read again key by key
+// (eachSplit).
 func (b *getBatcher) run() {
-	b.queue.each(func(ctx context.Context, batch []*pendingGet) {
+	b.queue.eachSplit(func(ctx context.Context, batch []*pendingGet) (func(), error) {
 		found, err := b.read(ctx, batch)
-		if err != nil && !unavailable(err) && len(batch) > 1 {
-			for i := range batch {
-				found, err := b.read(ctx, batch[i:i+1])
-				answerGets(batch[i:i+1], found, err)
-				if unavailable(err) {
-					b.queue.failAll(batch[i+1:], func(p *pendingGet) { p.done <- getResult{err: err} })
-					return
-				}
-			}
-			return
-		}
-		answerGets(batch, found, err)
-		if unavailable(err) {
-			b.queue.failAll(nil, func(p *pendingGet) { p.done <- getResult{err: err} })
-		}
-	})
+		return func() { answerGets(batch, found, err) }, err
+	}, func(p *pendingGet, err error) { p.done <- getResult{err: err} })
 }
 
 // read reads batch's rows with one statement, by signature.

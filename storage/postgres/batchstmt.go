@@ -57,54 +57,36 @@ func (b *stmtBatcher[R, P]) submit(ctx context.Context, p P) (stmtAnswer[R], boo
 	return submit(ctx, &b.queue, b.run, p, p.call().done)
 }
 
+// run writes batches until nothing is pending, then ends; a batch whose
+// pipeline failed for anything but an outage is written again call by call
+// (eachSplit).
 func (b *stmtBatcher[R, P]) run() {
-	b.queue.each(func(ctx context.Context, batch []P) {
-		if err := b.write(ctx, batch); err != nil {
-			// They would each wait out the outage in turn.
-			b.queue.failAll(nil, func(p P) { p.call().done <- stmtAnswer[R]{err: err} })
-		}
-	})
+	b.queue.eachSplit(b.write, func(p P, err error) { p.call().done <- stmtAnswer[R]{err: err} })
 }
 
-// write runs batch and answers its callers; it returns the error when the
-// database was unavailable.
-func (b *stmtBatcher[R, P]) write(ctx context.Context, batch []P) error {
+// write sends batch, sorted into its lock order, and returns how to answer
+// its callers and the error it met: a statement that failed for anything
+// but an outage is "failed" to its caller (nothing was written).
+func (b *stmtBatcher[R, P]) write(ctx context.Context, batch []P) (func(), error) {
 	slices.SortStableFunc(batch, b.order)
 	results, err := b.send(ctx, batch)
-	if err == nil || unavailable(err) || len(batch) == 1 {
-		return b.answer(batch, results, err)
-	}
-	for i := range batch {
-		one := batch[i : i+1]
-		r, err := b.send(ctx, one)
-		if err := b.answer(one, r, err); err != nil {
-			for _, q := range batch[i+1:] { // an outage: the rest would each wait it out
-				q.call().done <- stmtAnswer[R]{err: err}
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-// answer answers batch after send returned results, err, and returns the
-// answer's error if it is an outage.
-func (b *stmtBatcher[R, P]) answer(batch []P, results []R, err error) error {
 	if err != nil && !unavailable(err) {
-		for _, p := range batch {
-			p.call().done <- stmtAnswer[R]{failed: true}
-		}
-		return nil
+		return func() {
+			for _, p := range batch {
+				p.call().done <- stmtAnswer[R]{failed: true}
+			}
+		}, err
 	}
 	err = recordErr(b.what, err)
-	for i, p := range batch {
-		if err != nil {
-			p.call().done <- stmtAnswer[R]{err: err}
-			continue
+	return func() {
+		for i, p := range batch {
+			if err != nil {
+				p.call().done <- stmtAnswer[R]{err: err}
+				continue
+			}
+			p.call().done <- stmtAnswer[R]{r: results[i]}
 		}
-		p.call().done <- stmtAnswer[R]{r: results[i]}
-	}
-	return err
+	}, err
 }
 
 // send runs batch's statements in one pipeline on one connection, their
