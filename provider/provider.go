@@ -182,6 +182,7 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		compose.OAuth2TokenIntrospectionFactory,
 		compose.OAuth2TokenRevocationFactory,
 	)
+	ownGrantsOnly(fc)
 	return &Provider{
 		oauth: oauth, cfg: cfg, users: d.Store, account: d.Store, clients: d.Store, audit: d.Audit, limits: d.Limits,
 		accessTokens: core, signer: d.Signer,
