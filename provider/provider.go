@@ -163,9 +163,11 @@ func New(cfg Config, d Deps) (*Provider, error) {
 		// Scan-to-login: the authorization code (the OIDC handler adds the
 		// ID token, the PKCE handler binds the code to its verifier). Its
 		// tokens are written by the store's fast path, if it has one.
-		authcode.Factory(d.Store),
+		authcode.Factory,
 		compose.OpenIDConnectExplicitFactory,
 		compose.OAuth2PKCEFactory,
+		// The exchange is written after the ID token is signed (authcode.Defer).
+		authcode.WriterFactory(d.Store),
 		// fosite's order: the OAuth2 refresh handler before the OIDC one.
 		// Its tokens are written by the store's fast path, if it has one.
 		refresh.Factory(d.Store),

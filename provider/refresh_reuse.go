@@ -61,3 +61,12 @@ func (p *Provider) watchReuse(ctx context.Context) (context.Context, func(ar fos
 // single use is what gates the exchange; the janitor purges the row when
 // the code expires.
 func (w reuseWatch) DeletePKCERequestSession(context.Context, string) error { return nil }
+
+// DeleteOpenIDConnectSession keeps the code's OIDC session row, as
+// DeletePKCERequestSession keeps its PKCE row. fosite's OIDC handler
+// deletes it when it signs the ID token, before the exchange is written
+// (authcode.Defer): an exchange that then failed would leave its retry
+// without the session, and without an ID token. The code's single use
+// gates the session; the janitor purges the row when the code expires, and
+// disabling or erasing the user deletes it.
+func (w reuseWatch) DeleteOpenIDConnectSession(context.Context, string) error { return nil }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ory/fosite"
 
+	"github.com/wxidp/wxidp/provider/authcode"
 	"github.com/wxidp/wxidp/provider/grants"
 	"github.com/wxidp/wxidp/storage"
 )
@@ -39,7 +40,11 @@ func (p *Provider) Token(ctx context.Context, r *http.Request) (fosite.AccessReq
 	if err := p.limits.authenticated(ctx, ar); err != nil {
 		return ar, nil, err
 	}
+	ctx = authcode.Defer(ctx)
 	resp, err := p.oauth.NewAccessResponse(ctx, ar)
+	if err == nil && authcode.Unwritten(ctx) {
+		err = fosite.ErrServerError.WithDebug("a code exchange was answered but not written")
+	}
 	p.limits.issued(ctx, ar, err)
 	if errors.Is(err, fosite.ErrInvalidatedAuthorizeCode) {
 		return ar, nil, p.codeReused(ctx, ar)

@@ -95,12 +95,8 @@ func TestScanLoginPKCE(t *testing.T) {
 	}
 
 	login := func() (string, authRequest) {
-		b := newBrowser(t) // a fresh browser, so every login scans
-		a := e.authRequest(t)
-		ticket, csrf := e.startLogin(t, b, a)
-		e.approve(t, ticket, userTok)
-		resp, body := e.complete(t, b, ticket, csrf)
-		return codeFrom(t, resp, body, a), a
+		a, code := e.scannedCode(t, userTok) // a fresh browser, so every login scans
+		return code, a
 	}
 	ctx := context.Background()
 	for _, c := range []struct {

@@ -217,6 +217,18 @@ func (e *scanEnv) complete(t *testing.T, b *browser, ticket, csrf string) (*http
 	return b.post(e.issuer+"/login/complete", url.Values{"ticket": {ticket}, "csrf": {csrf}})
 }
 
+// scannedCode runs a whole scan login in a fresh browser, approved by the
+// mini-program user of userTok, and returns its request and its code.
+func (e *scanEnv) scannedCode(t *testing.T, userTok string, extra ...oauth2.AuthCodeOption) (authRequest, string) {
+	t.Helper()
+	b := newBrowser(t)
+	a := e.authRequest(t, extra...)
+	ticket, csrf := e.startLogin(t, b, a)
+	e.approve(t, ticket, userTok)
+	resp, body := e.complete(t, b, ticket, csrf)
+	return a, codeFrom(t, resp, body, a)
+}
+
 // codeFrom checks a redirect to the website and returns its code.
 func codeFrom(t *testing.T, resp *http.Response, body string, a authRequest) string {
 	t.Helper()

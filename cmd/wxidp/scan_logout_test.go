@@ -120,12 +120,7 @@ func TestScanLoginCodeRace(t *testing.T) {
 	t.Parallel()
 	e := newScanEnv(t, nil)
 	alice, _ := e.user(t, "o-alice")
-	b := newBrowser(t)
-	a := e.authRequest(t)
-	ticket, csrf := e.startLogin(t, b, a)
-	e.approve(t, ticket, alice)
-	resp, body := e.complete(t, b, ticket, csrf)
-	code := codeFrom(t, resp, body, a)
+	a, code := e.scannedCode(t, alice)
 	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {scanRedirect}, "code_verifier": {a.verifier}}
 	const n = 6
 	var wg sync.WaitGroup

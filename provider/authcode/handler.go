@@ -9,42 +9,30 @@ import (
 	"github.com/ory/fosite/handler/oauth2"
 )
 
-// Exchanger is the fast path of a code exchange, for a store that has one
-// (postgres.Store): the code's invalidation and the new tokens are one
-// statement, shared with concurrent exchanges' in one commit, instead of a
-// transaction of their own (see storage/postgres/fastcode.go). written is
-// false, with no error, when it wrote nothing for a reason other than a
-// refusal; its refusals are InvalidateAuthorizeCodeSession's.
-type Exchanger interface {
-	ExchangeAndIssue(ctx context.Context, codeSignature string, issue func(context.Context) error) (written bool, _ error)
-}
-
 // Handler is fosite's authorization code handler with its token writing
-// done by an Exchanger when the store is one. It authorizes, reads, checks
-// and answers exactly as fosite's does.
+// left to the Writer. It authorizes, reads, checks, signs and answers
+// exactly as fosite's does.
 type Handler struct {
 	*oauth2.AuthorizeExplicitGrantHandler
-	fast Exchanger // nil: fosite's path
 }
 
 // Factory returns the compose.Factory of the handler, in the place of
-// compose.OAuth2AuthorizeExplicitFactory. store is the store itself: the
-// one fosite is composed with may wrap it.
-func Factory(store any) compose.Factory {
-	fast, _ := store.(Exchanger)
-	return func(c fosite.Configurator, st interface{}, strategy interface{}) interface{} {
-		h := compose.OAuth2AuthorizeExplicitFactory(c, st, strategy).(*oauth2.AuthorizeExplicitGrantHandler)
-		return &Handler{AuthorizeExplicitGrantHandler: h, fast: fast}
-	}
+// compose.OAuth2AuthorizeExplicitFactory; compose WriterFactory after the
+// OpenID Connect handler.
+func Factory(c fosite.Configurator, st interface{}, strategy interface{}) interface{} {
+	h := compose.OAuth2AuthorizeExplicitFactory(c, st, strategy).(*oauth2.AuthorizeExplicitGrantHandler)
+	return &Handler{AuthorizeExplicitGrantHandler: h}
 }
 
-// PopulateTokenEndpointResponse is fosite's (v0.49.0), with its
-// InvalidateAuthorizeCodeSession and token writes in one call to the
-// Exchanger. Its errors are fosite's: a storage error is a server error
-// wrapping it, which the provider refines (a used code, a disabled user,
-// an unavailable database).
+// PopulateTokenEndpointResponse is fosite's (v0.49.0) without its write:
+// in a context from Defer it signs the tokens and answers, and leaves the
+// code's invalidation and the tokens to the Writer, composed after the
+// OpenID Connect handler, so that the exchange is written last, when
+// nothing is left that could fail after it. Without Defer it is fosite's.
+// Its errors are fosite's: a storage error is a server error wrapping it.
 func (h *Handler) PopulateTokenEndpointResponse(ctx context.Context, ar fosite.AccessRequester, resp fosite.AccessResponder) error {
-	if h.fast == nil || !h.CanHandleTokenEndpointRequest(ctx, ar) {
+	later, deferred := ctx.Value(pendingKey{}).(*pending)
+	if !deferred || !h.CanHandleTokenEndpointRequest(ctx, ar) {
 		return h.AuthorizeExplicitGrantHandler.PopulateTokenEndpointResponse(ctx, ar, resp)
 	}
 	code := ar.GetRequestForm().Get("code")
@@ -72,21 +60,17 @@ func (h *Handler) PopulateTokenEndpointResponse(ctx context.Context, ar fosite.A
 			return serverError(err)
 		}
 	}
-	written, err := h.fast.ExchangeAndIssue(ctx, signature, func(ctx context.Context) error {
-		if err := h.CoreStorage.CreateAccessTokenSession(ctx, accessSig, ar.Sanitize([]string{})); err != nil {
-			return err
-		}
-		if refreshSig == "" {
-			return nil
-		}
-		return h.CoreStorage.CreateRefreshTokenSession(ctx, refreshSig, accessSig, ar.Sanitize([]string{}))
-	})
-	if err != nil {
-		return serverError(err)
-	}
-	if !written {
-		return h.AuthorizeExplicitGrantHandler.PopulateTokenEndpointResponse(ctx, ar, resp)
-	}
+	// The tokens are stored with the session as they were signed from; the
+	// OpenID Connect handler goes on to change it for the ID token.
+	record := ar.Sanitize([]string{})
+	record.SetSession(ar.GetSession().Clone())
+	*later = pending{set: true, code: signature, access: accessSig, refresh: refreshSig, record: record}
+	h.respond(ctx, ar, resp, access, refresh)
+	return nil
+}
+
+// respond sets the access token response as fosite's handler does.
+func (h *Handler) respond(ctx context.Context, ar fosite.AccessRequester, resp fosite.AccessResponder, access, refresh string) {
 	resp.SetAccessToken(access)
 	resp.SetTokenType("bearer")
 	lifespan := fosite.GetEffectiveLifespan(ar.GetClient(), fosite.GrantTypeAuthorizationCode, fosite.AccessToken, h.Config.GetAccessTokenLifespan(ctx))
@@ -98,7 +82,6 @@ func (h *Handler) PopulateTokenEndpointResponse(ctx context.Context, ar fosite.A
 	if refresh != "" {
 		resp.SetExtra("refresh_token", refresh)
 	}
-	return nil
 }
 
 // canIssueRefreshToken is fosite's (unexported there): one of the refresh

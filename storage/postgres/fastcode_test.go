@@ -269,7 +269,8 @@ func TestExchangeAndIssueRaces(t *testing.T) {
 }
 
 // codeProvider is fosite's authorization code grant on a Store (fast: the
-// provider's handler, writing through Store.ExchangeAndIssue), with
+// provider's handler and its Writer, writing through
+// Store.ExchangeAndIssue or, when that wrote nothing, a transaction), with
 // client "web" and n codes of user-1; it returns the codes.
 func codeProvider(t *testing.T, s *postgres.Store, fast bool, n int) (fosite.OAuth2Provider, []string) {
 	t.Helper()
@@ -283,12 +284,12 @@ func codeProvider(t *testing.T, s *postgres.Store, fast bool, n int) (fosite.OAu
 		AudienceMatchingStrategy: fosite.DefaultAudienceMatchingStrategy,
 	}
 	strategy := compose.NewOAuth2HMACStrategy(config)
-	factory := compose.OAuth2AuthorizeExplicitFactory
+	factories := []compose.Factory{compose.OAuth2AuthorizeExplicitFactory}
 	if fast {
-		factory = authcode.Factory(s)
+		factories = []compose.Factory{authcode.Factory, authcode.WriterFactory(s)}
 	}
-	p := compose.Compose(config, s, &compose.CommonStrategy{CoreStrategy: strategy}, factory,
-		compose.OAuth2TokenIntrospectionFactory)
+	p := compose.Compose(config, s, &compose.CommonStrategy{CoreStrategy: strategy},
+		append(factories, compose.OAuth2TokenIntrospectionFactory)...)
 	client := &storage.Client{
 		ID: "web", GrantTypes: []string{"authorization_code", "refresh_token"},
 		Scopes: []string{"openid", "offline_access"}, TokenEndpointAuthMethod: "none",
@@ -320,9 +321,15 @@ func exchangeCode(ctx context.Context, p fosite.OAuth2Provider, code string) (ac
 	if err != nil {
 		return "", "", err
 	}
+	// As the provider does: the provider's handler leaves the write to the
+	// Writer composed after it (fosite's handler ignores this).
+	ctx = authcode.Defer(ctx)
 	resp, err := p.NewAccessResponse(ctx, ar)
 	if err != nil {
 		return "", "", err
+	}
+	if authcode.Unwritten(ctx) {
+		return "", "", errors.New("the exchange was answered but not written")
 	}
 	refresh, _ = resp.GetExtra("refresh_token").(string)
 	return resp.GetAccessToken(), refresh, nil
