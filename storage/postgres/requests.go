@@ -21,8 +21,6 @@ type sessionTable struct {
 	// getMany is get for many signatures ($1, an array; batchread.go).
 	getMany string
 	delete  string
-	// deleteMany is delete for many signatures ($1; batchdelete.go).
-	deleteMany string
 }
 
 const recordColumns = `signature, request_id, requested_at, client_id, requested_scopes, granted_scopes,
@@ -46,12 +44,11 @@ func newSessionTable(what, table, active string, extraColumns ...string) session
 			` + clientColumns + `
 			FROM ` + table + ` t JOIN clients c ON c.id = t.client_id WHERE t.signature `
 	return sessionTable{
-		what:       what,
-		insert:     `INSERT INTO ` + table + ` (` + cols + `) VALUES (` + vals + `)`,
-		get:        get + `= $1`,
-		getMany:    get + `= ANY($1)`,
-		delete:     `DELETE FROM ` + table + ` WHERE signature = $1`,
-		deleteMany: `DELETE FROM ` + table + ` WHERE signature = ANY($1)`,
+		what:    what,
+		insert:  `INSERT INTO ` + table + ` (` + cols + `) VALUES (` + vals + `)`,
+		get:     get + `= $1`,
+		getMany: get + `= ANY($1)`,
+		delete:  `DELETE FROM ` + table + ` WHERE signature = $1`,
 	}
 }
 
@@ -169,17 +166,12 @@ type joinedClient struct {
 
 func (j joinedClient) GetClient(context.Context, string) (fosite.Client, error) { return j.client, nil }
 
-// remove deletes the row under key; an unknown key is not an error. Outside
-// a transaction, OpenID Connect sessions are deleted in batches
-// (batchdelete.go).
+// remove deletes the row under key; an unknown key is not an error. (The
+// provider leaves a code's PKCE request and OpenID Connect session to
+// expire with the code: provider/refresh_reuse.go.)
 func (s *Store) remove(ctx context.Context, t sessionTable, key string) error {
 	if !storableKey(key) {
 		return nil
-	}
-	if _, inTx := txFrom(ctx); !inTx {
-		if t.delete == oidcSessions.delete {
-			return s.oidcDeleter.remove(ctx, key)
-		}
 	}
 	_, err := s.db(ctx).Exec(ctx, t.delete, key)
 	return fositeErr("delete "+t.what, err)

@@ -40,9 +40,6 @@ type Store struct {
 	// codeReader, pkceReader and oidcReader batch the reads of an
 	// authorization code exchange that fosite makes outside its transaction.
 	codeReader, pkceReader, oidcReader *getBatcher
-	// oidcDeleter batches the deletes of OpenID Connect sessions fosite
-	// makes outside its transaction (batchdelete.go).
-	oidcDeleter *deleteBatcher
 	// claims batches wx.login code claims made outside a transaction
 	// (batchclaim.go).
 	claims *claimBatcher
@@ -101,7 +98,6 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s.codeReader = newGetBatcher(s, authorizeCodes, nil)
 	s.pkceReader = newGetBatcher(s, pkceRequests, nil)
 	s.oidcReader = newGetBatcher(s, oidcSessions, nil)
-	s.oidcDeleter = newDeleteBatcher(s, oidcSessions)
 	s.claims = &claimBatcher{s: s}
 	s.users = &userBatcher{s: s}
 	s.logins = newLoginBatcher(s)
@@ -120,7 +116,6 @@ func New(pool *pgxpool.Pool, opts ...Option) *Store {
 	s.codeReader.queue.traceAs(tracer, "get "+authorizeCodes.what)
 	s.pkceReader.queue.traceAs(tracer, "get "+pkceRequests.what)
 	s.oidcReader.queue.traceAs(tracer, "get "+oidcSessions.what)
-	s.oidcDeleter.queue.traceAs(tracer, "delete "+oidcSessions.what)
 	s.claims.queue.traceAs(tracer, "claim wechat code")
 	s.users.queue.traceAs(tracer, "returning user")
 	s.logins.queue.traceAs(tracer, "returning login")
