@@ -56,6 +56,7 @@ func TestScanCodeRetriedAfterFailedExchange(t *testing.T) {
 				e.exchange(t, code, a)
 				return
 			}
+			before := webTokens(t, e)
 			start := time.Now()
 			_, err = e.web.Exchange(ctx, code, oauth2.VerifierOption(a.verifier))
 			var re *oauth2.RetrieveError
@@ -68,6 +69,9 @@ func TestScanCodeRetriedAfterFailedExchange(t *testing.T) {
 			if err := tx.Rollback(ctx); err != nil {
 				t.Fatal(err)
 			}
+			if after := webTokens(t, e); after != before {
+				t.Errorf("the exchange answered 503 stored %d tokens", after-before)
+			}
 
 			tok, _, claims := e.exchange(t, code, a) // fails the test without a verified ID token
 			if claims["sub"] != sub || tok.RefreshToken == "" {
@@ -78,4 +82,15 @@ func TestScanCodeRetriedAfterFailedExchange(t *testing.T) {
 			}
 		})
 	}
+}
+
+// webTokens counts the access and refresh tokens of the website client.
+func webTokens(t *testing.T, e *scanEnv) int {
+	t.Helper()
+	var n int
+	if err := e.pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM oauth2_access_tokens WHERE client_id = 'web')
+		+ (SELECT count(*) FROM oauth2_refresh_tokens WHERE client_id = 'web')`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
