@@ -38,6 +38,15 @@ func DecodeQR(pngData []byte) (string, error) {
 		gozxing.DecodeHintType_TRY_HARDER: true,
 	})
 	if err != nil {
+		// zxing's finder-pattern search misreads about one small code in
+		// 200 (data modules that look like a finder pattern). A code alone
+		// on white, as an element screenshot or the picture itself is, is
+		// then read as a pure barcode: its black pixels' bounding box.
+		if pure, perr := qrcode.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{
+			gozxing.DecodeHintType_PURE_BARCODE: true,
+		}); perr == nil {
+			return pure.GetText(), nil
+		}
 		return "", fmt.Errorf("no readable QR code in the %dx%d image: %w", r.Dx(), r.Dy(), err)
 	}
 	return res.GetText(), nil
