@@ -40,7 +40,9 @@ func (p *Provider) Token(ctx context.Context, r *http.Request) (fosite.AccessReq
 	if err := p.limits.authenticated(ctx, ar); err != nil {
 		return ar, nil, err
 	}
-	ctx = authcode.Defer(ctx)
+	if ar.GetGrantTypes().ExactOne(grants.AuthorizationCode) {
+		ctx = authcode.Defer(ctx) // the exchange is written last
+	}
 	resp, err := p.oauth.NewAccessResponse(ctx, ar)
 	if err == nil && authcode.Unwritten(ctx) {
 		err = fosite.ErrServerError.WithDebug("a code exchange was answered but not written")

@@ -64,7 +64,7 @@ func (h *Handler) PopulateTokenEndpointResponse(ctx context.Context, ar fosite.A
 	// OpenID Connect handler goes on to change it for the ID token.
 	record := ar.Sanitize([]string{})
 	record.SetSession(ar.GetSession().Clone())
-	*later = pending{set: true, code: signature, access: accessSig, refresh: refreshSig, record: record}
+	*later = pending{code: signature, access: accessSig, refresh: refreshSig, record: record}
 	h.respond(ctx, ar, resp, access, refresh)
 	return nil
 }

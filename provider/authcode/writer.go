@@ -10,9 +10,9 @@ import (
 )
 
 // pending is a code exchange Handler signed and answered but has not
-// written: the code's invalidation and the new tokens.
+// written: the code's invalidation and the new tokens. record is nil when
+// there is none (not yet, or written).
 type pending struct {
-	set                   bool
 	code, access, refresh string // signatures; refresh is empty when none was issued
 	record                fosite.Requester
 }
@@ -35,7 +35,7 @@ func Defer(ctx context.Context) context.Context {
 // answered but not written: no Writer was composed after Handler.
 func Unwritten(ctx context.Context) bool {
 	p, ok := ctx.Value(pendingKey{}).(*pending)
-	return ok && p.set
+	return ok && p.record != nil
 }
 
 // Exchanger is the fast path of a code exchange, for a store that has one
@@ -83,11 +83,12 @@ func (w *Writer) HandleTokenEndpointRequest(context.Context, fosite.AccessReques
 // refines.
 func (w *Writer) PopulateTokenEndpointResponse(ctx context.Context, _ fosite.AccessRequester, _ fosite.AccessResponder) (err error) {
 	p, ok := ctx.Value(pendingKey{}).(*pending)
-	if !ok || !p.set {
+	if !ok || p.record == nil {
 		return fosite.ErrUnknownRequest
 	}
-	p.set = false
-	write := issue(w.core, p.access, p.refresh, p.record)
+	record := p.record
+	p.record = nil
+	write := issue(w.core, p.access, p.refresh, record)
 	if w.fast != nil {
 		written, err := w.fast.ExchangeAndIssue(ctx, p.code, write)
 		if err != nil {
@@ -101,7 +102,7 @@ func (w *Writer) PopulateTokenEndpointResponse(ctx context.Context, _ fosite.Acc
 	// after its second read of the code: a code whose earlier exchange is
 	// being settled answers 503 there, not the replay that the
 	// invalidation would report.
-	if _, err := w.core.GetAuthorizeCodeSession(ctx, p.code, p.record.GetSession().Clone()); err != nil {
+	if _, err := w.core.GetAuthorizeCodeSession(ctx, p.code, record.GetSession().Clone()); err != nil {
 		return serverError(err)
 	}
 	ctx, err = fstorage.MaybeBeginTx(ctx, w.core)

@@ -22,7 +22,7 @@ func TestDeferredWrite(t *testing.T) {
 	if err := w.PopulateTokenEndpointResponse(ctx, ar, fosite.NewAccessResponse()); !errors.Is(err, fosite.ErrUnknownRequest) {
 		t.Fatalf("Writer with nothing deferred: %v, want ErrUnknownRequest", err)
 	}
-	*ctx.Value(pendingKey{}).(*pending) = pending{set: true, code: "c", access: "a"}
+	*ctx.Value(pendingKey{}).(*pending) = pending{code: "c", access: "a", record: fosite.NewRequest()}
 	if !Unwritten(ctx) {
 		t.Fatal("an answered exchange no Writer wrote is not Unwritten")
 	}
